@@ -1,0 +1,1 @@
+"""The gasiot cloud: ingest of signed batches, registry, query API."""

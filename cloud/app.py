@@ -1,0 +1,305 @@
+"""The cloud HTTP API (aiohttp).  Every route is declared once in ``ROUTES`` with the role it
+needs; one middleware enforces it, and the OpenAPI document is generated from the same table."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
+from cloud.ingest import Ingestor, IngestRefused
+from cloud.repository import GatewayRecord, Repository
+from gascore.contract import MAX_FRAME_BYTES
+from gascore.crypto import CryptoError, key_id_of, verifier_for
+from gascore.records import Lane
+
+log = logging.getLogger(__name__)
+
+REPO = web.AppKey("repo", Repository)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RANK: dict[str, int] = {"viewer": 1, "operator": 2, "admin": 3}
+GATEWAY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
+
+
+class BadRequest(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    auth: str | None  # a Role, SIGNED (the batch signature is the credential), ENROLL (a one-time token), PUBLIC
+    summary: str
+    params: tuple[str, ...] = ()
+
+
+SIGNED = "signed-batch"
+ENROLL = "enrollment-token"
+PUBLIC = None
+
+
+# ---- handlers ----------------------------------------------------------------------------
+
+async def post_batch(request: web.Request) -> web.Response:
+    data = await request.read()
+    try:
+        ack = request.app[INGESTOR].ingest(data, now_ms())
+    except IngestRefused as err:
+        return web.json_response(err.body(), status=err.http_status)
+    return web.json_response(ack)
+
+
+async def create_enrollment_token(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    gateway_id = body.get("gateway_id")
+    ttl_s = body.get("ttl_s", 3600)
+    if not isinstance(gateway_id, str) or not GATEWAY_ID_RE.match(gateway_id):
+        raise BadRequest("gateway_id: 1-64 characters of A-Z a-z 0-9 _ . -")
+    if not isinstance(ttl_s, int) or not 60 <= ttl_s <= 30 * 86400:
+        raise BadRequest("ttl_s: integer seconds between 60 and 2592000")
+    token = new_secret(TOKEN_PREFIX)
+    expires = now_ms() + ttl_s * 1000
+    request.app[REPO].add_enrollment_token(secret_hash(token), gateway_id, expires, now_ms())
+    log.info("enrollment token created for gateway %s (expires in %ds)", gateway_id, ttl_s)
+    return web.json_response({"gateway_id": gateway_id, "token": token, "expires_ms": expires}, status=201)
+
+
+async def enroll(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    gateway_id, token, alg, pk_hex = (body.get(k) for k in ("gateway_id", "token", "alg", "public_key"))
+    if not all(isinstance(v, str) for v in (gateway_id, token, alg, pk_hex)):
+        raise BadRequest("gateway_id, token, alg and public_key (hex) are required strings")
+    assert isinstance(gateway_id, str) and isinstance(token, str) and isinstance(alg, str) and isinstance(pk_hex, str)
+    if alg not in ("sm2-sm3", "ed25519"):
+        raise BadRequest("alg must be sm2-sm3 or ed25519")
+    try:
+        public_key = bytes.fromhex(pk_hex)
+        verifier_for(alg, public_key)  # type: ignore[arg-type]
+    except (ValueError, CryptoError) as err:
+        raise BadRequest(f"public_key: not a valid {alg} public key") from err
+    repo = request.app[REPO]
+    if not repo.consume_enrollment_token(secret_hash(token), gateway_id, now_ms()):
+        log.warning("enrollment refused for gateway %s: token invalid, expired, used or for another gateway",
+                    gateway_id)
+        return json_error(401, "bad_token", "enrollment token is invalid, expired, already used or not for this gateway")
+    key_id = key_id_of(public_key)
+    repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms()))
+    log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
+    return web.json_response({"gateway_id": gateway_id, "key_id": key_id, "status": "active"}, status=201)
+
+
+async def list_gateways(request: web.Request) -> web.Response:
+    repo = request.app[REPO]
+    return web.json_response({"gateways": [_gateway_status(repo, g) for g in repo.gateways()]})
+
+
+async def gateway_status(request: web.Request) -> web.Response:
+    repo = request.app[REPO]
+    gw = _gateway_or_404(request)
+    return web.json_response(_gateway_status(repo, gw))
+
+
+def _gateway_status(repo: Repository, gw: GatewayRecord) -> dict[str, Any]:
+    lanes = {}
+    now = now_ms()
+    for lane in Lane:
+        rec = repo.lane(gw.gateway_id, lane)
+        lanes[lane.value] = {
+            "last_seq": rec.last_seq,
+            "last_batch_ms": rec.last_batch_ms,
+            "lag_ms": None if rec.last_batch_ms is None else now - rec.last_batch_ms,
+        }
+    return {
+        "gateway_id": gw.gateway_id, "status": gw.status, "alg": gw.alg, "key_id": gw.key_id,
+        "enrolled_ms": gw.enrolled_ms, "lanes": lanes, "counts": repo.counts(gw.gateway_id),
+    }
+
+
+async def latest(request: web.Request) -> web.Response:
+    gw = _gateway_or_404(request)
+    device = request.query.get("device")
+    return web.json_response({"gateway_id": gw.gateway_id, "latest": request.app[REPO].latest(gw.gateway_id, device)})
+
+
+async def series(request: web.Request) -> web.Response:
+    gw = _gateway_or_404(request)
+    device = request.match_info["device"]
+    point = _required(request, "point")
+    from_ms, to_ms, limit = _time_range(request)
+    rows = request.app[REPO].series(gw.gateway_id, device, point, from_ms, to_ms, limit)
+    return web.json_response({"gateway_id": gw.gateway_id, "device": device, "point": point, "points": rows})
+
+
+async def events(request: web.Request) -> web.Response:
+    gw = _gateway_or_404(request)
+    from_ms, to_ms, limit = _time_range(request)
+    rows = request.app[REPO].events(gw.gateway_id, request.query.get("device"), from_ms, to_ms, limit)
+    return web.json_response({"gateway_id": gw.gateway_id, "events": rows})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def health(request: web.Request) -> web.Response:
+    stats = request.app[INGESTOR].stats
+    return web.json_response({
+        "status": "ok", "stored_batches": stats.stored_batches, "stored_records": stats.stored_records,
+        "duplicates": stats.duplicates, "refused": stats.refused,
+    })
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as err:
+        raise BadRequest("body must be a JSON object") from err
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _gateway_or_404(request: web.Request) -> GatewayRecord:
+    gw = request.app[REPO].gateway(request.match_info["gateway_id"])
+    if gw is None:
+        raise web.HTTPNotFound(
+            text='{"error":"not_found","detail":"no such gateway"}', content_type="application/json"
+        )
+    return gw
+
+
+def _required(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise BadRequest(f"query parameter {name!r} is required")
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise BadRequest(f"query parameter {name!r} must be an integer") from err
+    if not lo <= value <= hi:
+        raise BadRequest(f"query parameter {name!r} must be between {lo} and {hi}")
+    return value
+
+
+def _time_range(request: web.Request) -> tuple[int, int, int]:
+    to_ms = _int_param(request, "to", now_ms() + 1, 0, 2**53)
+    from_ms = _int_param(request, "from", to_ms - 3600_000, 0, 2**53)
+    limit = _int_param(request, "limit", 1000, 1, 100_000)
+    if from_ms > to_ms:
+        raise BadRequest("'from' must not be after 'to'")
+    return from_ms, to_ms, limit
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/batches", post_batch, SIGNED, "Ingest one signed, sequenced batch frame"),
+    Route("POST", "/v1/enrollment-tokens", create_enrollment_token, "admin",
+          "Create a one-time enrollment token for a gateway id"),
+    Route("POST", "/v1/enroll", enroll, ENROLL, "Enroll a gateway's public key with a one-time token"),
+    Route("GET", "/v1/gateways", list_gateways, "viewer", "List gateways with sync status"),
+    Route("GET", "/v1/gateways/{gateway_id}", gateway_status, "viewer",
+          "Gateway status: last batch, last seq per lane, lag"),
+    Route("GET", "/v1/gateways/{gateway_id}/latest", latest, "viewer",
+          "Latest value per device/property", ("device",)),
+    Route("GET", "/v1/gateways/{gateway_id}/devices/{device}/series", series, "viewer",
+          "Time series of one property", ("point", "from", "to", "limit")),
+    Route("GET", "/v1/gateways/{gateway_id}/events", events, "viewer", "Events in a time range",
+          ("device", "from", "to", "limit")),
+    Route("GET", "/openapi.json", openapi, PUBLIC, "This document"),
+    Route("GET", "/healthz", health, PUBLIC, "Liveness and ingest counters"),
+)
+
+
+def _route_auth() -> dict[tuple[str, str], Route]:
+    return {(r.method, r.path): r for r in ROUTES}
+
+
+@web.middleware
+async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    info = request.match_info.route.resource
+    canonical = info.canonical if info is not None else ""
+    route = _route_auth().get((request.method, canonical))
+    if route is None:
+        return json_error(404, "not_found", f"no route {request.method} {request.path}")
+    if route.auth in RANK:
+        header = request.headers.get("Authorization", "")
+        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        role = request.app[REPO].api_key_role(secret_hash(key)) if key else None
+        if role is None:
+            return json_error(401, "unauthenticated", "send 'Authorization: Bearer <api key>'")
+        if RANK[role] < RANK[str(route.auth)]:
+            return json_error(403, "forbidden", f"role {role!r} may not {route.method} {route.path}")
+    try:
+        return await handler(request)
+    except BadRequest as err:
+        return json_error(400, "bad_request", str(err))
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, "too_large", f"body exceeds {MAX_FRAME_BYTES} bytes")
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {"summary": r.summary, "responses": {"200": {"description": "OK"}}}
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for n in re.findall(r"{(\w+)}", r.path)]
+        params += [{"name": n, "in": "query", "required": n == "point", "schema": {"type": "string"}}
+                   for n in r.params]
+        if params:
+            op["parameters"] = params
+        if r.auth in RANK:
+            op["security"] = [{"apiKey": []}]
+            op["x-required-role"] = r.auth
+            op["responses"].update({"401": {"description": "no or unknown API key"},
+                                    "403": {"description": "role too low"}})
+        elif r.auth == SIGNED:
+            op["requestBody"] = {"content": {"application/vnd.gasiot.batch": {}}}
+            op["responses"].update({"400": {"description": "malformed"}, "401": {"description": "bad signature"},
+                                    "409": {"description": "gap/conflict/chain: rewind to expected_seq"}})
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gasiot cloud API", "version": "1"},
+        "components": {"securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    }
+
+
+def create_app(repo: Repository) -> web.Application:
+    app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
+    app[REPO] = repo
+    app[INGESTOR] = Ingestor(repo)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+
+    async def close_repo(app: web.Application) -> None:
+        app[REPO].close()
+
+    app.on_cleanup.append(close_repo)
+    return app

@@ -1,0 +1,274 @@
+"""Storage behind the cloud API.  ``Repository`` is the interface; ``SqliteRepository`` the
+embedded default (D-5.3.2); a PostgreSQL backend implements the same Protocol later."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import sqlite_utils
+
+from gascore.contract import GENESIS_DIGEST, BatchHeader
+from gascore.records import Event, Lane, Reading
+
+Role = Literal["admin", "operator", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "viewer")
+
+
+class RepositoryError(Exception):
+    """Base of storage errors."""
+
+
+class SeqConflict(RepositoryError):
+    """Another writer stored this seq first (raced); the caller re-evaluates."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    gateway_id: str
+    alg: str
+    public_key: bytes
+    key_id: str
+    status: str
+    enrolled_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LaneRecord:
+    last_seq: int
+    last_digest: str
+    last_batch_ms: int | None
+
+
+class Repository(Protocol):
+    def add_api_key(self, key_hash: str, role: Role, label: str, now_ms: int) -> None: ...
+    def api_key_role(self, key_hash: str) -> Role | None: ...
+    def count_api_keys(self) -> int: ...
+    def add_enrollment_token(self, token_hash: str, gateway_id: str, expires_ms: int, now_ms: int) -> None: ...
+    def consume_enrollment_token(self, token_hash: str, gateway_id: str, now_ms: int) -> bool: ...
+    def register_gateway(self, gw: GatewayRecord) -> None: ...
+    def gateway(self, gateway_id: str) -> GatewayRecord | None: ...
+    def gateways(self) -> list[GatewayRecord]: ...
+    def lane(self, gateway_id: str, lane: Lane) -> LaneRecord: ...
+    def batch_digest(self, gateway_id: str, lane: Lane, seq: int) -> str | None: ...
+    def store_batch(
+        self, header: BatchHeader, digest: str, records: Sequence[Reading] | Sequence[Event], now_ms: int
+    ) -> None: ...
+    def latest(self, gateway_id: str, device: str | None) -> list[dict[str, Any]]: ...
+    def series(
+        self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+    def events(
+        self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+    def counts(self, gateway_id: str) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+class SqliteRepository:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        db = sqlite_utils.Database(self._db)
+        t = {"if_not_exists": True}
+        db["api_keys"].create({"key_hash": str, "role": str, "label": str, "created_ms": int}, pk="key_hash", **t)
+        db["enrollment_tokens"].create(
+            {"token_hash": str, "gateway_id": str, "expires_ms": int, "created_ms": int, "used_ms": int},
+            pk="token_hash", not_null={"gateway_id", "expires_ms"}, **t,
+        )
+        db["gateways"].create(
+            {"gateway_id": str, "alg": str, "public_key": bytes, "key_id": str, "status": str, "enrolled_ms": int},
+            pk="gateway_id", **t,
+        )
+        db["lanes"].create(
+            {"gateway_id": str, "lane": str, "last_seq": int, "last_digest": str, "last_batch_ms": int},
+            pk=("gateway_id", "lane"), **t,
+        )
+        db["batches"].create(
+            {"gateway_id": str, "lane": str, "seq": int, "digest": str, "count": int, "created_ms": int,
+             "received_ms": int},
+            pk=("gateway_id", "lane", "seq"), **t,
+        )
+        # Raw DDL: `value` must have no type affinity so floats, ints and bools keep their type.
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS readings(gateway_id TEXT NOT NULL, device TEXT NOT NULL,
+                point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL, seq INTEGER);
+            CREATE INDEX IF NOT EXISTS readings_by_point ON readings(gateway_id, device, point, ts_ms);
+            CREATE TABLE IF NOT EXISTS latest(gateway_id TEXT NOT NULL, device TEXT NOT NULL,
+                point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL,
+                PRIMARY KEY (gateway_id, device, point));
+        """)
+        db["events"].create(
+            {"gateway_id": str, "device": str, "kind": str, "ts_ms": int, "level": str, "data": str, "seq": int},
+            **t,
+        )
+        db["events"].create_index(["gateway_id", "ts_ms"], if_not_exists=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- auth ---------------------------------------------------------------------------
+
+    def add_api_key(self, key_hash: str, role: Role, label: str, now_ms: int) -> None:
+        self._db.execute("INSERT INTO api_keys VALUES (?,?,?,?)", (key_hash, role, label, now_ms))
+
+    def api_key_role(self, key_hash: str) -> Role | None:
+        row = self._db.execute("SELECT role FROM api_keys WHERE key_hash=?", (key_hash,)).fetchone()
+        return row[0] if row and row[0] in ROLES else None
+
+    def count_api_keys(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
+
+    # ---- registry -----------------------------------------------------------------------
+
+    def add_enrollment_token(self, token_hash: str, gateway_id: str, expires_ms: int, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO enrollment_tokens(token_hash, gateway_id, expires_ms, created_ms) VALUES (?,?,?,?)",
+            (token_hash, gateway_id, expires_ms, now_ms),
+        )
+
+    def consume_enrollment_token(self, token_hash: str, gateway_id: str, now_ms: int) -> bool:
+        cur = self._db.execute(
+            "UPDATE enrollment_tokens SET used_ms=? WHERE token_hash=? AND gateway_id=? AND used_ms IS NULL"
+            " AND expires_ms > ?",
+            (now_ms, token_hash, gateway_id, now_ms),
+        )
+        return cur.rowcount == 1
+
+    def register_gateway(self, gw: GatewayRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO gateways VALUES (?,?,?,?,?,?)",
+            (gw.gateway_id, gw.alg, gw.public_key, gw.key_id, gw.status, gw.enrolled_ms),
+        )
+
+    def gateway(self, gateway_id: str) -> GatewayRecord | None:
+        row = self._db.execute("SELECT * FROM gateways WHERE gateway_id=?", (gateway_id,)).fetchone()
+        return GatewayRecord(row[0], row[1], bytes(row[2]), row[3], row[4], row[5]) if row else None
+
+    def gateways(self) -> list[GatewayRecord]:
+        rows = self._db.execute("SELECT * FROM gateways ORDER BY gateway_id").fetchall()
+        return [GatewayRecord(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    # ---- ingest -------------------------------------------------------------------------
+
+    def lane(self, gateway_id: str, lane: Lane) -> LaneRecord:
+        row = self._db.execute(
+            "SELECT last_seq, last_digest, last_batch_ms FROM lanes WHERE gateway_id=? AND lane=?",
+            (gateway_id, lane.value),
+        ).fetchone()
+        return LaneRecord(row[0], row[1], row[2]) if row else LaneRecord(0, GENESIS_DIGEST, None)
+
+    def batch_digest(self, gateway_id: str, lane: Lane, seq: int) -> str | None:
+        row = self._db.execute(
+            "SELECT digest FROM batches WHERE gateway_id=? AND lane=? AND seq=?", (gateway_id, lane.value, seq)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def store_batch(
+        self, header: BatchHeader, digest: str, records: Sequence[Reading] | Sequence[Event], now_ms: int
+    ) -> None:
+        gw, lane, seq = header.gateway_id, header.lane, header.seq
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.lane(gw, lane)
+            if current.last_seq != seq - 1:
+                raise SeqConflict(f"{gw}/{lane.value}: expected seq {current.last_seq + 1}, got {seq}")
+            db.execute(
+                "INSERT INTO batches VALUES (?,?,?,?,?,?,?)",
+                (gw, lane.value, seq, digest, header.count, header.created_ms, now_ms),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO lanes VALUES (?,?,?,?,?)", (gw, lane.value, seq, digest, now_ms)
+            )
+            if lane is Lane.TELEMETRY:
+                self._insert_readings(gw, seq, [r for r in records if isinstance(r, Reading)])
+            else:
+                db.executemany(
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (gw, e.device, e.kind, e.ts_ms, e.level.value, json.dumps(e.data, ensure_ascii=False), seq)
+                        for e in records if isinstance(e, Event)
+                    ],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _insert_readings(self, gw: str, seq: int, readings: Sequence[Reading]) -> None:
+        rows = [
+            (gw, r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None, str(r.quality), seq)
+            for r in readings
+        ]
+        self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", rows)
+        self._db.executemany(
+            "INSERT INTO latest VALUES (?,?,?,?,?,?,?) ON CONFLICT(gateway_id, device, point) DO UPDATE SET"
+            " ts_ms=excluded.ts_ms, value=excluded.value, vt=excluded.vt, quality=excluded.quality"
+            " WHERE excluded.ts_ms >= latest.ts_ms",
+            [row[:7] for row in rows],
+        )
+
+    # ---- queries ------------------------------------------------------------------------
+
+    @staticmethod
+    def _value(value: Any, vt: str | None) -> Any:
+        return bool(value) if vt == "b" else value
+
+    def latest(self, gateway_id: str, device: str | None) -> list[dict[str, Any]]:
+        sql = "SELECT device, point, ts_ms, value, vt, quality FROM latest WHERE gateway_id=?"
+        args: list[Any] = [gateway_id]
+        if device is not None:
+            sql += " AND device=?"
+            args.append(device)
+        rows = self._db.execute(sql + " ORDER BY device, point", args).fetchall()
+        return [
+            {"device": d, "point": p, "ts_ms": ts, "value": self._value(v, vt), "quality": q}
+            for d, p, ts, v, vt, q in rows
+        ]
+
+    def series(
+        self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT ts_ms, value, vt, quality FROM readings WHERE gateway_id=? AND device=? AND point=?"
+            " AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, rowid LIMIT ?",
+            (gateway_id, device, point, from_ms, to_ms, limit),
+        ).fetchall()
+        return [{"ts_ms": ts, "value": self._value(v, vt), "quality": q} for ts, v, vt, q in rows]
+
+    def events(
+        self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT device, kind, ts_ms, level, data FROM events WHERE gateway_id=? AND ts_ms >= ? AND ts_ms < ?"
+        args: list[Any] = [gateway_id, from_ms, to_ms]
+        if device is not None:
+            sql += " AND device=?"
+            args.append(device)
+        rows = self._db.execute(sql + " ORDER BY ts_ms, rowid LIMIT ?", [*args, limit]).fetchall()
+        return [
+            {"device": d, "kind": k, "ts_ms": ts, "level": lvl, "data": json.loads(data)}
+            for d, k, ts, lvl, data in rows
+        ]
+
+    def counts(self, gateway_id: str) -> dict[str, int]:
+        (readings,) = self._db.execute("SELECT count(*) FROM readings WHERE gateway_id=?", (gateway_id,)).fetchone()
+        (events,) = self._db.execute("SELECT count(*) FROM events WHERE gateway_id=?", (gateway_id,)).fetchone()
+        return {"readings": int(readings), "events": int(events)}
+
+
+def open_repository(url: str) -> Repository:
+    """``sqlite:///path/to/file.db`` (PostgreSQL URLs arrive with the PostgreSQL backend)."""
+    if url.startswith("sqlite:///"):
+        return SqliteRepository(Path(url.removeprefix("sqlite:///")))
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH")

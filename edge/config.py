@@ -1,0 +1,171 @@
+"""Station configuration: the YAML a field technician writes for one gateway.
+
+Validated with pydantic at the boundary (unknown keys are errors), then cross-checked against the
+thing models: every error names file, line and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
+from drivers.modbus.planner import find_overlaps
+from gascore.contract import Codec
+from gascore.thingmodel import ModelLibrary, ThingModel
+from gascore.yamldoc import ConfigError, Loc, Problem, YamlDocument, format_loc, load_yaml
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Strict):
+    id: Identifier = Field(description="Gateway identity, as enrolled in the cloud")
+    name: str | None = None
+    cloud_url: str = Field(pattern=r"^https?://", description="Base URL of the gasiot cloud")
+    data_dir: Path = Field(Path("data"), description="Store and key live here (relative to this file)")
+    key_file: Path | None = Field(None, description="Default: <data_dir>/gateway.key")
+
+
+class StoreSection(_Strict):
+    max_telemetry_rows: int = Field(2_000_000, ge=100, description="Disk bound for buffered telemetry")
+    policy: Literal["drop_oldest_telemetry"] = "drop_oldest_telemetry"
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL survives process crashes only"
+    )
+
+
+class SyncSection(_Strict):
+    codec: Codec = "cbor+zstd"
+    max_batch_records: int = Field(1000, ge=1, le=50_000)
+    max_batch_age_s: float = Field(1.0, gt=0, le=3600)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+
+class ModbusTcpChannelConfig(ModbusTcpChannel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: Identifier
+
+
+ChannelConfig = ModbusTcpChannelConfig  # a discriminated union on `driver` as drivers are added
+
+
+class PointBinding(ModbusPoint):
+    """监测点关联: where a thing-model property lives on the wire, and how to make it engineering units."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = Field(None, description="If given, must equal the thing model's unit")
+    deadband: float | None = Field(None, ge=0, description="Absolute change needed to report")
+
+
+class Location(_Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class DeviceConfig(_Strict):
+    id: Identifier
+    model: str
+    channel: str
+    unit_id: int = Field(1, ge=0, le=255)
+    poll_interval_s: float = Field(1.0, ge=0.05, le=86_400)
+    max_silent_s: float = Field(60.0, gt=0, description="Report at least this often even without change")
+    location: Location | None = None
+    points: dict[str, PointBinding] = Field(min_length=1)
+
+
+class StationConfig(_Strict):
+    gateway: GatewaySection
+    models: list[Path] = Field(default_factory=lambda: [Path("../models")])
+    store: StoreSection = StoreSection()
+    sync: SyncSection = SyncSection()
+    channels: list[ChannelConfig] = Field(min_length=1)
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+
+class Station:
+    """A validated station: config, the thing models it binds to, and absolute paths."""
+
+    def __init__(self, config: StationConfig, library: ModelLibrary, base_dir: Path, source: str) -> None:
+        self.config = config
+        self.library = library
+        self.source = source
+        self.data_dir = (base_dir / config.gateway.data_dir).resolve()
+        key = config.gateway.key_file
+        self.key_file = (base_dir / key).resolve() if key else self.data_dir / "gateway.key"
+        self.channels = {c.id: c for c in config.channels}
+
+    def model_of(self, device: DeviceConfig) -> ThingModel:
+        model = self.library.get(device.model)
+        assert model is not None, "checked at load time"
+        return model
+
+
+def json_schema() -> dict[str, Any]:
+    return StationConfig.model_json_schema()
+
+
+def load_station(path: Path) -> Station:
+    """Load and fully validate a station file.  Raises ConfigError listing every problem."""
+    doc = load_yaml(path)
+    try:
+        config = StationConfig.model_validate(doc.data)
+    except ValidationError as err:
+        raise ConfigError(doc.problems_from(err)) from err
+    base_dir = path.resolve().parent
+    model_dirs = [(base_dir / m).resolve() for m in config.models]
+    library = ModelLibrary.load(model_dirs)
+    problems = _cross_check(config, library, doc)
+    if problems:
+        raise ConfigError(problems)
+    return Station(config, library, base_dir, str(path))
+
+
+def _cross_check(config: StationConfig, library: ModelLibrary, doc: YamlDocument) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(loc: Loc, message: str) -> None:
+        problems.append(Problem(doc.path, doc.line_of(loc), format_loc(loc), message))
+
+    channel_ids = [c.id for c in config.channels]
+    for i, cid in enumerate(channel_ids):
+        if channel_ids.index(cid) != i:
+            bad(("channels", i, "id"), f"duplicate channel id {cid!r}")
+    device_ids = [d.id for d in config.devices]
+    for i, device in enumerate(config.devices):
+        loc: Loc = ("devices", i)
+        if device_ids.index(device.id) != i:
+            bad((*loc, "id"), f"duplicate device id {device.id!r}")
+        if device.channel not in channel_ids:
+            bad((*loc, "channel"), f"unknown channel {device.channel!r} (defined: {', '.join(channel_ids)})")
+        model = library.get(device.model)
+        if model is None:
+            bad((*loc, "model"), f"unknown thing model {device.model!r} (known: {', '.join(sorted(library.models))})")
+            continue
+        for key, binding in device.points.items():
+            ploc: Loc = (*loc, "points", key)
+            prop = model.properties.get(key)
+            if prop is None:
+                bad(ploc, f"model {model.id!r} has no property {key!r}")
+                continue
+            if binding.unit is not None and binding.unit != prop.unit:
+                bad((*ploc, "unit"), f"unit {binding.unit!r} does not match model unit {prop.unit!r}")
+            is_bool_point = binding.type == "bool"
+            if (prop.type == "bool") != is_bool_point:
+                bad((*ploc, "type"), f"property {key!r} is {prop.type}; binding reads {binding.type}")
+            if prop.type == "string":
+                bad((*ploc, "type"), f"property {key!r} is a string; Modbus bindings carry numbers")
+            if is_bool_point and (binding.scale != 1.0 or binding.offset != 0.0):
+                bad((*ploc, "scale"), "scale/offset do not apply to a bool point")
+        for a, b in find_overlaps(list(device.points.items())):
+            bad((*loc, "points", b), f"registers overlap with point {a!r}")
+    return problems

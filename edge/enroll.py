@@ -1,0 +1,43 @@
+"""Gateway identity: generate the key pair and register its public key with the cloud using a
+one-time enrollment token (S-7.2.2a)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from gascore.crypto import SigAlg, generate_signer, write_key_file
+
+log = logging.getLogger(__name__)
+
+
+class EnrollError(Exception):
+    """Enrollment failed; the message says why and what to do."""
+
+
+async def enroll(
+    *, cloud_url: str, gateway_id: str, token: str, key_file: Path, alg: SigAlg = "sm2-sm3", timeout_s: float = 15.0
+) -> str:
+    """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id."""
+    if key_file.exists():
+        raise EnrollError(f"{key_file} already exists: this gateway has a key; remove it only to re-enroll")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    signer = generate_signer(alg)
+    body = {"gateway_id": gateway_id, "token": token, "alg": alg, "public_key": signer.public_key_bytes().hex()}
+    url = cloud_url.rstrip("/") + "/v1/enroll"
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(timeout_s):
+            async with session.post(url, json=body) as resp:
+                reply = await resp.json(content_type=None)
+                status = resp.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        raise EnrollError(f"cannot reach {url}: {err or type(err).__name__}") from err
+    if status != 201 or not isinstance(reply, dict):
+        detail = reply.get("detail", reply) if isinstance(reply, dict) else reply
+        raise EnrollError(f"cloud refused enrollment (HTTP {status}): {detail}")
+    write_key_file(signer, key_file)
+    log.info("gateway %s enrolled, key id %s, key written to %s", gateway_id, signer.key_id, key_file)
+    return signer.key_id

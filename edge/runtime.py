@@ -1,0 +1,114 @@
+"""The gateway runtime: wires a validated station into channels, pollers, the store and the sync
+client, and supervises them in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+from dataclasses import dataclass, field
+
+from drivers.registry import create_driver
+from edge.backoff import Backoff
+from edge.config import Station
+from edge.poller import DevicePoller, RunningChannel
+from edge.processing import DeviceProcessor, PointSpec
+from edge.store import SqliteStore
+from edge.sync import SyncClient
+from gascore.crypto import Signer, load_key_file
+from gascore.records import Event, Reading
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "gateway.db"
+
+
+@dataclass
+class Gateway:
+    station: Station
+    signer: Signer
+    store: SqliteStore
+    channels: dict[str, RunningChannel] = field(default_factory=dict)
+    pollers: list[DevicePoller] = field(default_factory=list)
+    sync: SyncClient | None = None
+
+    @classmethod
+    def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
+        cfg = station.config
+        store = SqliteStore(
+            station.data_dir / STORE_FILE,
+            max_telemetry_rows=cfg.store.max_telemetry_rows,
+            synchronous=cfg.store.synchronous,
+        )
+        gw = cls(station, signer or load_key_file(station.key_file), store)
+        gw.sync = SyncClient(
+            store=store, signer=gw.signer, gateway_id=cfg.gateway.id, cloud_url=cfg.gateway.cloud_url,
+            codec=cfg.sync.codec, max_batch_records=cfg.sync.max_batch_records,
+            max_batch_age_s=cfg.sync.max_batch_age_s, timeout_s=cfg.sync.timeout_s,
+            backoff=Backoff(cfg.sync.backoff_initial_s, cfg.sync.backoff_max_s),
+        )
+        for ch in cfg.channels:
+            gw.channels[ch.id] = RunningChannel(ch.id, create_driver(ch), Backoff(0.5, 30.0))
+        for dev in cfg.devices:
+            model = station.model_of(dev)
+            specs = [
+                PointSpec(key, model.properties[key], b.scale, b.offset, b.deadband) for key, b in dev.points.items()
+            ]
+            gw.pollers.append(
+                DevicePoller(
+                    device_id=dev.id, unit=dev.unit_id, interval_s=dev.poll_interval_s,
+                    channel=gw.channels[dev.channel],
+                    points=tuple((k, b) for k, b in dev.points.items()),
+                    processor=DeviceProcessor(dev.id, specs, int(dev.max_silent_s * 1000)),
+                    sink=gw.accept,
+                )
+            )
+        return gw
+
+    def accept(self, readings: list[Reading], events: list[Event]) -> None:
+        """One poll cycle: committed to SQLite before anything else sees it."""
+        self.store.append(readings, events)
+        if self.sync is not None:
+            self.sync.notify()
+
+    async def run(self, stop: asyncio.Event | None = None, *, flush_timeout_s: float = 10.0) -> None:
+        """Poll and sync until ``stop`` is set (or the task is cancelled); then stop polling and
+        try, for at most ``flush_timeout_s``, to deliver what is buffered.  Whatever is not
+        delivered stays in the store for the next start."""
+        assert self.sync is not None
+        stop = stop or asyncio.Event()
+        log.info(
+            "gateway %s starting: %d channels, %d devices, store %s",
+            self.station.config.gateway.id, len(self.channels), len(self.pollers), self.store.path,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(p.run(), name=f"poll:{p.device_id}") for p in self.pollers]
+                tasks.append(tg.create_task(self.sync.run(), name="sync"))
+                await stop.wait()
+                for task in tasks:
+                    task.cancel()
+            await self.flush(flush_timeout_s)
+        finally:
+            for ch in self.channels.values():
+                with contextlib.suppress(Exception):
+                    await ch.close()
+            self.store.close()
+
+    async def flush(self, timeout_s: float) -> None:
+        assert self.sync is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as session:
+                await self.sync.drain(session)
+
+
+async def run_until_signalled(gateway: Gateway) -> None:
+    """Run the gateway; SIGTERM/SIGINT stop it cleanly (polling stops, buffered data is flushed)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.run(stop)

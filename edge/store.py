@@ -1,0 +1,273 @@
+"""The edge store: an SQLite (WAL) file holding every record until the cloud has acknowledged it.
+
+* Two lanes, ``events`` and ``telemetry``, each a table whose AUTOINCREMENT id is the lane's
+  gap-free record sequence.
+* ``append`` writes one poll cycle in one transaction; nothing is reported as taken before the
+  commit.
+* The outbox is a view over id ranges: forming a batch records ``(lane, seq, last_id, frame)`` in
+  ``pending`` (one in-flight batch per lane), so after a crash exactly the same bytes are sent
+  again; ``ack`` deletes the batch's rows and advances the lane in one transaction.
+* Disk bound: when telemetry exceeds ``max_telemetry_rows`` the oldest unbatched telemetry is
+  dropped, never events; every drop is counted and itself recorded as an event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gascore.contract import GENESIS_DIGEST
+from gascore.records import Event, EventLevel, Lane, Reading
+
+log = logging.getLogger(__name__)
+
+GATEWAY_DEVICE = "_gateway"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS telemetry(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, point TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, kind TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL, level TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_state(
+    lane TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, prev_digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending(
+    lane TEXT PRIMARY KEY, seq INTEGER NOT NULL, last_id INTEGER NOT NULL, count INTEGER NOT NULL,
+    digest TEXT NOT NULL, frame BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBatch:
+    lane: Lane
+    seq: int
+    last_id: int
+    count: int
+    digest: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LaneState:
+    next_seq: int
+    prev_digest: str
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (e.g. an ack for a batch that is not pending)."""
+
+
+FrameBuilder = Callable[[Lane, int, str, list[list[Any]]], tuple[bytes, str]]
+"""(lane, seq, prev_digest, wire rows) -> (frame bytes, batch digest)"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, max_telemetry_rows: int = 2_000_000, synchronous: str = "FULL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_telemetry_rows = max_telemetry_rows
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each cycle is exactly one transaction.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+        self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        if "telemetry_rows" not in self._counters:
+            (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
+            self._counters["telemetry_rows"] = n
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def append(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+        """Commit one poll cycle (readings and events) in one transaction."""
+        if not readings and not events:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if readings:
+                db.executemany(
+                    "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
+                    [
+                        (r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None,
+                         str(r.quality))
+                        for r in readings
+                    ],
+                )
+            if events:
+                self._insert_events(events)
+            self._bump("telemetry_rows", len(readings))
+            self._bump("telemetry_appended_total", len(readings))
+            self._bump("events_appended_total", len(events))
+            if self._counters["telemetry_rows"] > self.max_telemetry_rows:
+                self._enforce_bound(readings[-1].ts_ms if readings else 0)
+            self._save_counters()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+
+    def _insert_events(self, events: Sequence[Event]) -> None:
+        self._db.executemany(
+            "INSERT INTO events(device, kind, ts_ms, level, data) VALUES (?,?,?,?,?)",
+            [(e.device, e.kind, e.ts_ms, e.level.value, json.dumps(e.data, ensure_ascii=False)) for e in events],
+        )
+
+    def _enforce_bound(self, now_ms: int) -> None:
+        excess = self._counters["telemetry_rows"] - self.max_telemetry_rows
+        in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='telemetry'").fetchone()
+        floor_id = in_flight[0] if in_flight else 0
+        row = self._db.execute(
+            "SELECT count(*), min(ts_ms), max(ts_ms), max(id) FROM"
+            " (SELECT id, ts_ms FROM telemetry WHERE id > ? ORDER BY id LIMIT ?)",
+            (floor_id, excess),
+        ).fetchone()
+        dropped, first_ts, last_ts, upto = row
+        if not dropped:
+            return
+        self._db.execute("DELETE FROM telemetry WHERE id > ? AND id <= ?", (floor_id, upto))
+        self._bump("telemetry_rows", -dropped)
+        self._bump("telemetry_dropped_total", dropped)
+        self._insert_events([
+            Event(GATEWAY_DEVICE, "store.telemetry_dropped", now_ms, EventLevel.WARNING,
+                  {"count": dropped, "first_ts_ms": first_ts, "last_ts_ms": last_ts,
+                   "policy": "drop_oldest_telemetry", "bound_rows": self.max_telemetry_rows}),
+        ])
+        self._bump("events_appended_total", 1)
+        log.warning("store bound reached: dropped %d oldest telemetry rows", dropped)
+
+    def _bump(self, name: str, delta: int) -> None:
+        self._counters[name] = self._counters.get(name, 0) + delta
+
+    def _save_counters(self) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?,?)", self._counters.items())
+
+    def _reload_counters(self) -> None:
+        self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        self._counters.setdefault("telemetry_rows", 0)
+
+    # ---- outbox -------------------------------------------------------------------------
+
+    def lane_state(self, lane: Lane) -> LaneState:
+        row = self._db.execute("SELECT next_seq, prev_digest FROM lane_state WHERE lane=?", (lane.value,)).fetchone()
+        return LaneState(row[0], row[1]) if row else LaneState(1, GENESIS_DIGEST)
+
+    def pending(self, lane: Lane) -> PendingBatch | None:
+        row = self._db.execute(
+            "SELECT seq, last_id, count, digest, frame FROM pending WHERE lane=?", (lane.value,)
+        ).fetchone()
+        return PendingBatch(lane, row[0], row[1], row[2], row[3], bytes(row[4])) if row else None
+
+    def unbatched(self, lane: Lane) -> tuple[int, int | None]:
+        """(rows waiting beyond the in-flight batch, ts_ms of the oldest of them)."""
+        pend = self.pending(lane)
+        floor_id = pend.last_id if pend else 0
+        row = self._db.execute(
+            f"SELECT count(*), min(ts_ms) FROM {_TABLE[lane]} WHERE id > ?", (floor_id,)  # noqa: S608
+        ).fetchone()
+        return int(row[0]), row[1]
+
+    def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None:
+        """Return the in-flight batch of ``lane``, or form the next one from the oldest rows."""
+        existing = self.pending(lane)
+        if existing is not None:
+            return existing
+        rows = self._read_rows(lane, max_records)
+        if not rows:
+            return None
+        state = self.lane_state(lane)
+        ids = [r[0] for r in rows]
+        wire = [r[1] for r in rows]
+        frame, digest = build(lane, state.next_seq, state.prev_digest, wire)
+        batch = PendingBatch(lane, state.next_seq, ids[-1], len(ids), digest, frame)
+        self._db.execute(
+            "INSERT INTO pending(lane, seq, last_id, count, digest, frame) VALUES (?,?,?,?,?,?)",
+            (lane.value, batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
+        )
+        return batch
+
+    def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
+        if lane is Lane.TELEMETRY:
+            cur = self._db.execute(
+                "SELECT id, device, point, ts_ms, value, vt, quality FROM telemetry ORDER BY id LIMIT ?", (limit,)
+            )
+            return [
+                (i, [d, p, ts, bool(v) if vt == "b" else v, q]) for i, d, p, ts, v, vt, q in cur
+            ]
+        cur = self._db.execute("SELECT id, device, kind, ts_ms, level, data FROM events ORDER BY id LIMIT ?", (limit,))
+        return [(i, [d, k, ts, lvl, json.loads(data)]) for i, d, k, ts, lvl, data in cur]
+
+    def ack(self, lane: Lane, seq: int) -> None:
+        """The cloud has stored batch ``seq``: delete its rows and advance the lane, atomically."""
+        pend = self.pending(lane)
+        if pend is None or pend.seq != seq:
+            raise StoreError(f"ack for {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
+            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            db.execute(
+                "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
+                (lane.value, seq + 1, pend.digest),
+            )
+            if lane is Lane.TELEMETRY:
+                self._bump("telemetry_rows", -pend.count)
+            self._bump(f"{lane.value}_acked_total", pend.count)
+            self._save_counters()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+
+    def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None:
+        """Adopt the cloud's view of the lane; unacknowledged rows stay and are re-batched."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            db.execute(
+                "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
+                (lane.value, expected_seq, last_digest),
+            )
+            self._insert_events([
+                Event(GATEWAY_DEVICE, "sync.rewound", now_ms, EventLevel.WARNING,
+                      {"lane": lane.value, "expected_seq": expected_seq, "reason": reason}),
+            ])
+            self._bump("sync_rewinds_total", 1)
+            self._save_counters()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+        log.warning("lane %s rewound to seq %d (%s)", lane.value, expected_seq, reason)
+
+    # ---- inspection ---------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    def buffered(self, lane: Lane) -> int:
+        (n,) = self._db.execute(f"SELECT count(*) FROM {_TABLE[lane]}").fetchone()  # noqa: S608
+        return int(n)
+
+    def read_all(self, lane: Lane) -> list[list[Any]]:
+        """Every buffered row in wire form (diagnostics and tests)."""
+        return [row for _, row in self._read_rows(lane, -1)]

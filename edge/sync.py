@@ -1,0 +1,168 @@
+"""The sync client: drains the store's lanes to the cloud as signed, sequenced batches.
+
+Events go first.  A batch is deleted only after the cloud's ack; a refusal with an expected seq
+rewinds the lane; every other failure keeps the batch and retries with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from edge.backoff import Backoff
+from edge.store import PendingBatch, SqliteStore
+from gascore.contract import Codec, build_frame
+from gascore.crypto import Signer
+from gascore.records import Lane
+
+log = logging.getLogger(__name__)
+
+FRAME_CONTENT_TYPE = "application/vnd.gasiot.batch"
+
+
+class SyncRefused(Exception):
+    """The cloud refused a batch for a reason that retrying as-is will not fix soon."""
+
+
+@dataclass
+class SyncStats:
+    batches_sent: int = 0
+    records_acked: int = 0
+    duplicates: int = 0
+    rewinds: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_ack_ms: int | None = None
+
+
+class SyncClient:
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        signer: Signer,
+        gateway_id: str,
+        cloud_url: str,
+        codec: Codec,
+        max_batch_records: int,
+        max_batch_age_s: float,
+        timeout_s: float,
+        backoff: Backoff,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.gateway_id = gateway_id
+        self.url = cloud_url.rstrip("/") + "/v1/batches"
+        self.codec = codec
+        self.max_batch_records = max_batch_records
+        self.max_batch_age_ms = int(max_batch_age_s * 1000)
+        self.timeout_s = timeout_s
+        self.backoff = backoff
+        self.clock_ms = clock_ms
+        self.stats = SyncStats()
+        self.wakeup = asyncio.Event()
+        self._failing = False
+
+    def notify(self) -> None:
+        """Called after each append: there may be enough for a full batch."""
+        self.wakeup.set()
+
+    def _build(self, lane: Lane, seq: int, prev_digest: str, rows: list[list[Any]]) -> tuple[bytes, str]:
+        frame = build_frame(
+            signer=self.signer, gateway_id=self.gateway_id, lane=lane, seq=seq, prev_digest=prev_digest,
+            created_ms=self.clock_ms(), rows=rows, codec=self.codec,
+        )
+        return frame.to_bytes(), frame.header.digest()
+
+    def _ready(self, lane: Lane, *, flush: bool) -> bool:
+        if self.store.pending(lane) is not None:
+            return True
+        count, oldest = self.store.unbatched(lane)
+        if count == 0:
+            return False
+        if flush or lane is Lane.EVENTS or count >= self.max_batch_records:
+            return True
+        return oldest is not None and self.clock_ms() - oldest >= self.max_batch_age_ms
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                progressed = await self.sync_once(session)
+                if progressed:
+                    continue
+                self.wakeup.clear()
+                try:
+                    async with asyncio.timeout(self.max_batch_age_ms / 1000 / 2):
+                        await self.wakeup.wait()
+                except TimeoutError:
+                    pass
+
+    async def sync_once(self, session: aiohttp.ClientSession, *, flush: bool = False) -> bool:
+        """Send at most one batch (events lane first).  Returns True if a batch was acknowledged."""
+        for lane in (Lane.EVENTS, Lane.TELEMETRY):
+            if not self._ready(lane, flush=flush):
+                continue
+            batch = self.store.form_batch(lane, self.max_batch_records, self._build)
+            if batch is None:
+                continue
+            try:
+                await self._send(session, batch)
+            except (aiohttp.ClientError, TimeoutError, SyncRefused) as err:
+                self._on_failure(err)
+                await asyncio.sleep(self.backoff.next_delay())
+                return False
+            if self._failing:
+                log.info("sync recovered")
+                self._failing = False
+            self.backoff.reset()
+            return True
+        return False
+
+    async def drain(self, session: aiohttp.ClientSession, *, max_batches: int = 1_000_000) -> None:
+        """Send everything buffered now (used on shutdown and by tools)."""
+        for _ in range(max_batches):
+            if not await self.sync_once(session, flush=True):
+                return
+
+    def _on_failure(self, err: BaseException) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = str(err) or type(err).__name__
+        if not self._failing:
+            log.warning("sync failing, keeping batches and retrying: %s", self.stats.last_error)
+            self._failing = True
+
+    async def _send(self, session: aiohttp.ClientSession, batch: PendingBatch) -> None:
+        self.stats.batches_sent += 1
+        async with asyncio.timeout(self.timeout_s), session.post(
+            self.url, data=batch.frame, headers={"Content-Type": FRAME_CONTENT_TYPE}
+        ) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = {}
+            status = resp.status
+        if not isinstance(body, dict):
+            body = {}
+        if status == 200:
+            if body.get("seq") != batch.seq or body.get("digest") != batch.digest:
+                raise SyncRefused(f"ack does not match batch {batch.lane.value}/{batch.seq}: {body}")
+            self.store.ack(batch.lane, batch.seq)
+            self.stats.records_acked += batch.count
+            self.stats.last_ack_ms = self.clock_ms()
+            if body.get("status") == "duplicate":
+                self.stats.duplicates += 1
+            return
+        if status == 409 and isinstance(body.get("expected_seq"), int) and isinstance(body.get("last_digest"), str):
+            self.stats.rewinds += 1
+            self.store.rewind(
+                batch.lane, body["expected_seq"], body["last_digest"], str(body.get("error")), self.clock_ms()
+            )
+            raise SyncRefused(f"cloud expects {batch.lane.value} seq {body['expected_seq']}: rewound")
+        raise SyncRefused(f"HTTP {status}: {body.get('error', '')} {body.get('detail', '')}".strip())

@@ -1,0 +1,3 @@
+from gasiot.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""The `gasiot` command: edge, cloud, simulator, keys and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gasiot import logsetup
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="gasiot — city-gas edge gateway and cloud")
+edge_app = typer.Typer(no_args_is_help=True, help="Station gateway: check, run, enroll")
+cloud_app = typer.Typer(no_args_is_help=True, help="Cloud ingest and query service")
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated field devices")
+keys_app = typer.Typer(no_args_is_help=True, help="Gateway key pairs")
+app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(sim_app, name="sim")
+app.add_typer(keys_app, name="keys")
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text or json")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _load_station(path: Path):  # type: ignore[no-untyped-def]
+    from edge.config import load_station
+    from gascore.yamldoc import ConfigError
+
+    try:
+        return load_station(path)
+    except ConfigError as err:
+        for p in err.problems:
+            typer.secho(f"error: {p}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(coro: object) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# ---- edge ------------------------------------------------------------------------------------
+
+@edge_app.command("check")
+def edge_check(config: Path) -> None:
+    """Validate a station file and the thing models it uses; exit 2 on any error."""
+    station = _load_station(config)
+    cfg = station.config
+    points = sum(len(d.points) for d in cfg.devices)
+    typer.echo(f"{config}: OK — gateway {cfg.gateway.id}, {len(cfg.channels)} channels, "
+               f"{len(cfg.devices)} devices, {points} points")
+
+
+@edge_app.command("schema")
+def edge_schema() -> None:
+    """Print the JSON Schema of station files (for editor completion)."""
+    from edge.config import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+
+
+@edge_app.command("run")
+def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat = "text") -> None:
+    """Run the gateway: poll devices, buffer in SQLite, sync to the cloud."""
+    logsetup.configure(log_level, log_format)
+    from edge.runtime import Gateway, run_until_signalled
+    from gascore.crypto import KeyFileError
+
+    station = _load_station(config)
+    try:
+        gateway = Gateway.build(station)
+    except KeyFileError as err:
+        raise _fail(f"error: {err}\nhint: enroll first: gasiot edge enroll {config} --token TOKEN") from None
+    _run(run_until_signalled(gateway))
+
+
+@edge_app.command("enroll")
+def edge_enroll(
+    config: Path,
+    token: Annotated[str, typer.Option(help="One-time enrollment token from the cloud")],
+    cloud: Annotated[str | None, typer.Option(help="Cloud URL (default: gateway.cloud_url)")] = None,
+    alg: Annotated[str, typer.Option(help="sm2-sm3 (default) or ed25519")] = "sm2-sm3",
+) -> None:
+    """Generate this gateway's key pair and register it with the cloud."""
+    logsetup.configure("WARNING")
+    from edge.enroll import EnrollError, enroll
+
+    station = _load_station(config)
+    if alg not in ("sm2-sm3", "ed25519"):
+        raise _fail("error: --alg must be sm2-sm3 or ed25519")
+    try:
+        key_id = asyncio.run(enroll(
+            cloud_url=cloud or station.config.gateway.cloud_url, gateway_id=station.config.gateway.id,
+            token=token, key_file=station.key_file, alg=alg,  # type: ignore[arg-type]
+        ))
+    except EnrollError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"enrolled {station.config.gateway.id}: key id {key_id}, private key in {station.key_file}")
+
+
+@edge_app.command("status")
+def edge_status(config: Path) -> None:
+    """Show what the gateway's store holds (buffered rows, counters, lane positions)."""
+    from edge.runtime import STORE_FILE
+    from edge.store import SqliteStore
+    from gascore.records import Lane
+
+    station = _load_station(config)
+    store = SqliteStore(station.data_dir / STORE_FILE)
+    try:
+        out = {
+            "buffered": {lane.value: store.buffered(lane) for lane in Lane},
+            "lanes": {lane.value: store.lane_state(lane).next_seq for lane in Lane},
+            "counters": store.counters(),
+        }
+    finally:
+        store.close()
+    typer.echo(json.dumps(out, indent=2))
+
+
+# ---- cloud -----------------------------------------------------------------------------------
+
+@cloud_app.command("serve")
+def cloud_serve(
+    db: Annotated[str, typer.Option(help="sqlite:///PATH")] = "sqlite:///data/cloud.db",
+    listen: Annotated[str, typer.Option(help="HOST:PORT (port 0 = any free port)")] = "127.0.0.1:8080",
+    admin_key_file: Annotated[Path | None, typer.Option(help="Create/reuse an admin API key here")] = None,
+    log_level: LogLevel = "INFO",
+    log_format: LogFormat = "text",
+) -> None:
+    """Serve the ingest and query API."""
+    logsetup.configure(log_level, log_format)
+    from cloud.server import serve
+
+    def ready(url: str) -> None:
+        print(f"gasiot cloud listening on {url}", flush=True)  # noqa: T201 - tests and scripts read this
+
+    _run(serve(db, listen, admin_key_file=admin_key_file, on_ready=ready))
+
+
+@cloud_app.command("api-key")
+def cloud_api_key(
+    db: Annotated[str, typer.Option(help="sqlite:///PATH")],
+    role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "viewer",
+    label: Annotated[str, typer.Option(help="Who or what uses this key")] = "",
+) -> None:
+    """Create an API key (printed once; only its hash is stored)."""
+    from cloud.repository import ROLES, open_repository
+    from cloud.server import create_api_key
+
+    if role not in ROLES:
+        raise _fail(f"error: --role must be one of {', '.join(ROLES)}")
+    repo = open_repository(db)
+    try:
+        typer.echo(create_api_key(repo, role, label))  # type: ignore[arg-type]
+    finally:
+        repo.close()
+
+
+# ---- simulator -------------------------------------------------------------------------------
+
+@sim_app.command("regulator")
+def sim_regulator(
+    port: Annotated[int, typer.Option(help="TCP port (0 = any free port)")] = 5020,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    scenario: Annotated[str, typer.Option(help="normal, overpressure, leak, comm_loss")] = "normal",
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Simulate a regulator box (调压箱) speaking Modbus TCP."""
+    logsetup.configure("WARNING")
+    from gasiot_sim.modbus_server import run_regulator
+
+    def ready(bound: int) -> None:
+        print(f"listening on {host}:{bound}", flush=True)  # noqa: T201
+
+    _run(run_regulator(host, port, scenario=scenario, seed=seed, on_ready=ready))
+
+
+# ---- keys ------------------------------------------------------------------------------------
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Path, alg: Annotated[str, typer.Option(help="sm2-sm3 or ed25519")] = "sm2-sm3"
+) -> None:
+    """Generate a key pair into OUT (mode 0600)."""
+    from gascore.crypto import CryptoError, generate_signer, write_key_file
+
+    if alg not in ("sm2-sm3", "ed25519"):
+        raise _fail("error: --alg must be sm2-sm3 or ed25519")
+    signer = generate_signer(alg)  # type: ignore[arg-type]
+    try:
+        write_key_file(signer, out)
+    except CryptoError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"{alg} key {signer.key_id} written to {out}")
+
+
+@keys_app.command("show")
+def keys_show(path: Path) -> None:
+    """Show the public key and key id of a key file (never the private key)."""
+    from gascore.crypto import CryptoError, load_key_file
+
+    try:
+        signer = load_key_file(path)
+    except CryptoError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(json.dumps({"alg": signer.alg, "key_id": signer.key_id,
+                           "public_key": signer.public_key_bytes().hex()}, indent=2))
+
+
+# ---- demo ------------------------------------------------------------------------------------
+
+@app.command("demo")
+def demo(
+    seconds: Annotated[float | None, typer.Option(help="Stop after N seconds (default: until Ctrl-C)")] = None,
+    boxes: Annotated[int, typer.Option(min=1, max=20, help="Simulated regulator boxes")] = 3,
+    workdir: Annotated[Path | None, typer.Option(help="Keep files here instead of a temp dir")] = None,
+) -> None:
+    """Simulated station → edge gateway → cloud on SQLite, with a live table and a loss summary."""
+    logsetup.configure("WARNING")
+    from gasiot.demo import run_demo
+
+    ok = asyncio.run(run_demo(seconds=seconds, boxes=boxes, workdir=workdir))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    sys.exit(app())
