@@ -1,0 +1,134 @@
+"""The edge store on a real SQLite file: transactions, outbox ranges, ack, rewind, disk bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.store import GATEWAY_DEVICE, SqliteStore, StoreError
+from gascore.contract import GENESIS_DIGEST
+from gascore.records import COMM_FAILURE, Event, EventLevel, Lane, Reading
+
+
+def reading(i: int, value: Any = None) -> Reading:
+    return Reading("dev", "p", 1_000 + i, float(i) if value is None else value)
+
+
+class Builder:
+    """Records what it was asked to build, returns a recognisable frame."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Lane, int, str, list[list[Any]]]] = []
+
+    def __call__(self, lane: Lane, seq: int, prev: str, rows: list[list[Any]]) -> tuple[bytes, str]:
+        self.calls.append((lane, seq, prev, rows))
+        return f"frame-{lane.value}-{seq}".encode(), f"{seq:064x}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "gw.db", max_telemetry_rows=1000)
+
+
+def test_batches_are_ranges_acked_in_order(store: SqliteStore) -> None:
+    store.append([reading(i) for i in range(25)], [Event("dev", "device_online", 1, EventLevel.INFO)])
+    build = Builder()
+    b1 = store.form_batch(Lane.TELEMETRY, 10, build)
+    assert b1 is not None and (b1.seq, b1.count) == (1, 10)
+    assert build.calls[0][2] == GENESIS_DIGEST
+    assert [r[3] for r in build.calls[0][3]] == [float(i) for i in range(10)]
+    # forming again returns the same in-flight batch, not a new one
+    assert store.form_batch(Lane.TELEMETRY, 10, build) == b1
+    assert len(build.calls) == 1
+    store.ack(Lane.TELEMETRY, 1)
+    b2 = store.form_batch(Lane.TELEMETRY, 10, build)
+    assert b2 is not None and b2.seq == 2 and build.calls[1][2] == b1.digest
+    assert [r[3] for r in build.calls[1][3]] == [float(i) for i in range(10, 20)]
+    assert store.buffered(Lane.TELEMETRY) == 15
+    ev = store.form_batch(Lane.EVENTS, 10, build)
+    assert ev is not None and ev.seq == 1 and build.calls[2][3][0][1] == "device_online"
+
+
+def test_ack_of_a_batch_that_is_not_pending_is_an_error(store: SqliteStore) -> None:
+    store.append([reading(0)])
+    with pytest.raises(StoreError):
+        store.ack(Lane.TELEMETRY, 1)
+    store.form_batch(Lane.TELEMETRY, 10, Builder())
+    with pytest.raises(StoreError):
+        store.ack(Lane.TELEMETRY, 2)
+
+
+def test_pending_batch_survives_reopen_byte_for_byte(tmp_path: Path) -> None:
+    s1 = SqliteStore(tmp_path / "gw.db")
+    s1.append([reading(i) for i in range(5)])
+    b = s1.form_batch(Lane.TELEMETRY, 100, Builder())
+    s1.close()  # as after a crash: nothing else written
+    s2 = SqliteStore(tmp_path / "gw.db")
+    build = Builder()
+    assert s2.form_batch(Lane.TELEMETRY, 100, build) == b
+    assert build.calls == []
+    s2.ack(Lane.TELEMETRY, 1)
+    assert s2.lane_state(Lane.TELEMETRY).next_seq == 2
+    assert s2.buffered(Lane.TELEMETRY) == 0
+
+
+def test_values_keep_their_types_and_quality(store: SqliteStore) -> None:
+    store.append([reading(0, True), reading(1, 7), reading(2, 2.5), Reading("dev", "p", 5, None, COMM_FAILURE)])
+    build = Builder()
+    store.form_batch(Lane.TELEMETRY, 10, build)
+    rows = build.calls[0][3]
+    assert [r[3] for r in rows] == [True, 7, 2.5, None]
+    assert type(rows[0][3]) is bool and type(rows[1][3]) is int
+    assert rows[3][4] == "bad/comm_failure"
+
+
+def test_disk_bound_drops_oldest_unsent_telemetry_never_events_and_reports_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", max_telemetry_rows=100)
+    store.append([reading(i) for i in range(60)])
+    in_flight = store.form_batch(Lane.TELEMETRY, 20, Builder())  # rows 0..19 in flight: kept
+    assert in_flight is not None
+    events = [Event("dev", "tamper", 1, EventLevel.MAJOR) for _ in range(500)]
+    store.append([reading(i) for i in range(60, 130)], events)
+    assert store.buffered(Lane.TELEMETRY) == 100
+    c = store.counters()
+    assert c["telemetry_dropped_total"] == 30 and c["telemetry_appended_total"] == 130
+    store.ack(Lane.TELEMETRY, 1)
+    build = Builder()
+    store.form_batch(Lane.TELEMETRY, 1000, build)
+    values = [r[3] for r in build.calls[0][3]]
+    assert values == [float(i) for i in range(50, 130)]  # 20..49 dropped, newest kept
+    rows = store.read_all(Lane.EVENTS)
+    assert sum(1 for r in rows if r[1] == "tamper") == 500
+    drops = [r for r in rows if r[1] == "store.telemetry_dropped"]
+    assert len(drops) == 1 and drops[0][0] == GATEWAY_DEVICE
+    assert drops[0][4]["count"] == 30 and drops[0][4]["first_ts_ms"] == 1020 and drops[0][4]["last_ts_ms"] == 1049
+
+
+def test_counters_survive_reopen(tmp_path: Path) -> None:
+    s1 = SqliteStore(tmp_path / "gw.db")
+    s1.append([reading(i) for i in range(7)])
+    s1.close()
+    s2 = SqliteStore(tmp_path / "gw.db")
+    assert s2.counters()["telemetry_appended_total"] == 7
+    assert s2.counters()["telemetry_rows"] == 7
+
+
+def test_rewind_rebatches_unacked_rows_under_the_clouds_seq(store: SqliteStore) -> None:
+    store.append([reading(i) for i in range(5)])
+    store.form_batch(Lane.TELEMETRY, 10, Builder())
+    store.rewind(Lane.TELEMETRY, 7, "ab" * 32, "gap", 99)
+    build = Builder()
+    b = store.form_batch(Lane.TELEMETRY, 10, build)
+    assert b is not None and b.seq == 7 and build.calls[0][2] == "ab" * 32 and b.count == 5
+    assert any(r[1] == "sync.rewound" for r in store.read_all(Lane.EVENTS))
+
+
+def test_a_failed_append_leaves_nothing_behind(store: SqliteStore) -> None:
+    store.append([reading(0)])
+    bad = Reading("dev", "p", 1, object())  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="type"):
+        store.append([reading(1), bad])
+    assert store.buffered(Lane.TELEMETRY) == 1
+    assert store.counters()["telemetry_appended_total"] == 1

@@ -1,0 +1,56 @@
+"""Start the real cloud app in-process on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from cloud.app import INGESTOR, create_app
+from cloud.ingest import Ingestor
+from cloud.repository import SqliteRepository
+from cloud.server import create_api_key
+
+
+@dataclass
+class CloudHandle:
+    url: str
+    port: int
+    repo: SqliteRepository
+    app: web.Application
+    admin_key: str
+    runner: web.AppRunner
+
+    @property
+    def ingestor(self) -> Ingestor:
+        return self.app[INGESTOR]
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+    def rows(self, sql: str, *args: object) -> list[tuple]:
+        return self.repo._db.execute(sql, args).fetchall()
+
+
+async def start_cloud(db_path: Path, port: int = 0) -> CloudHandle:
+    repo = SqliteRepository(db_path)
+    admin_key = create_api_key(repo, "admin", "tests") if repo.count_api_keys() == 0 else ""
+    app = create_app(repo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return CloudHandle(f"http://127.0.0.1:{bound}", bound, repo, app, admin_key, runner)
+
+
+@contextlib.asynccontextmanager
+async def running_cloud(db_path: Path, port: int = 0) -> AsyncIterator[CloudHandle]:
+    handle = await start_cloud(db_path, port)
+    try:
+        yield handle
+    finally:
+        await handle.runner.cleanup()
