@@ -1,0 +1,56 @@
+"""Scale/offset, range check and report-by-exception."""
+
+from __future__ import annotations
+
+from drivers.base import Sample
+from edge.processing import DeviceProcessor, PointSpec
+from gascore.thingmodel import Name, Property
+
+NAME = Name(zh="x", en="x")
+
+
+def spec(key: str, type_: str = "float", rng: tuple[float, float] | None = None, **kw: float | None) -> PointSpec:
+    return PointSpec(key, Property(id=key, name=NAME, type=type_, range=rng), **kw)  # type: ignore[arg-type]
+
+
+def test_scale_offset_type_and_range() -> None:
+    proc = DeviceProcessor("d", [spec("t", rng=(-40, 80), scale=0.1, offset=-50.0),
+                                 spec("n", "int", scale=0.5), spec("b", "bool")], 60_000)
+    out = proc.process([Sample("t", 1534), Sample("n", 7), Sample("b", True)], 1)
+    by = {r.point: r for r in out}
+    assert by["t"].value == 103.4 - 0.0 - 0 or abs(by["t"].value - 103.4) < 1e-9  # type: ignore[operator]
+    assert str(by["t"].quality) == "bad/out_of_range"  # value kept, quality says why
+    assert by["n"].value == 4 and type(by["n"].value) is int
+    assert by["b"].value is True and str(by["b"].quality) == "good"
+
+
+def test_deadband_and_max_silent_interval() -> None:
+    proc = DeviceProcessor("d", [spec("p", deadband=0.5)], max_silent_ms=10_000)
+    assert len(proc.process([Sample("p", 10.0)], 0)) == 1
+    assert proc.process([Sample("p", 10.4)], 1_000) == []          # inside deadband
+    assert len(proc.process([Sample("p", 10.6)], 2_000)) == 1      # outside
+    assert proc.process([Sample("p", 10.6)], 11_000) == []
+    assert len(proc.process([Sample("p", 10.6)], 12_000)) == 1     # max silent interval reached
+
+
+def test_no_deadband_reports_changes_only() -> None:
+    proc = DeviceProcessor("d", [spec("b", "bool")], max_silent_ms=60_000)
+    assert len(proc.process([Sample("b", False)], 0)) == 1
+    assert proc.process([Sample("b", False)], 1) == []
+    assert len(proc.process([Sample("b", True)], 2)) == 1
+
+
+def test_comm_failure_is_reported_once_then_recovery_reports_again() -> None:
+    proc = DeviceProcessor("d", [spec("p"), spec("q")], max_silent_ms=60_000)
+    proc.process([Sample("p", 1.0), Sample("q", 2.0)], 0)
+    first = proc.comm_failure(1)
+    assert [str(r.quality) for r in first] == ["bad/comm_failure"] * 2 and all(r.value is None for r in first)
+    assert proc.comm_failure(2) == []
+    back = proc.process([Sample("p", 1.0), Sample("q", 2.0)], 3)
+    assert len(back) == 2 and all(str(r.quality) == "good" for r in back)
+
+
+def test_device_error_marks_only_that_point() -> None:
+    proc = DeviceProcessor("d", [spec("p"), spec("q")], max_silent_ms=60_000)
+    out = proc.process([Sample("p", None, "modbus_exception_2"), Sample("q", 2.0)], 0)
+    assert [(r.point, str(r.quality)) for r in out] == [("p", "bad/device_error"), ("q", "good")]
