@@ -208,7 +208,7 @@ class SqliteRepository:
 
     def _insert_readings(self, gw: str, seq: int, readings: Sequence[Reading]) -> None:
         rows = [
-            (gw, r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None, str(r.quality), seq)
+            (gw, r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None, r.quality.value, seq)
             for r in readings
         ]
         self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", rows)

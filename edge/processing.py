@@ -1,5 +1,9 @@
 """Turn raw driver samples into thing-model readings: scale/offset, type, range check, quality,
-and report-by-exception (deadband with a maximum silent interval)."""
+and report-by-exception (deadband with a maximum silent interval).
+
+This is the edge's hot path: per-point parameters are resolved once in ``DeviceProcessor``'s
+constructor, and qualities are compared by identity.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.base import Sample
-from gascore.records import (
-    COMM_FAILURE,
-    GOOD,
-    OUT_OF_RANGE,
-    Quality,
-    QualityReason,
-    QualityStatus,
-    Reading,
-    Value,
-)
+from gascore.records import COMM_FAILURE, DEVICE_ERROR, GOOD, OUT_OF_RANGE, Quality, Reading, Value
 from gascore.thingmodel import Property
-
-DEVICE_ERROR = Quality(QualityStatus.BAD, QualityReason.DEVICE_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +37,16 @@ def to_engineering(spec: PointSpec, raw: float | int | bool) -> Value:
     return float(value)
 
 
-def check_range(spec: PointSpec, value: Value) -> Quality:
-    rng = spec.prop.range
-    if rng is None or not isinstance(value, int | float) or isinstance(value, bool):
-        return GOOD
-    if math.isnan(value) or not rng[0] <= value <= rng[1]:
-        return OUT_OF_RANGE
-    return GOOD
+@dataclass(slots=True)
+class _Point:
+    spec: PointSpec
+    lo: float
+    hi: float
+    checks_range: bool
+    deadband: float
+    last_value: Value = None
+    last_quality: Quality | None = None
+    last_ts: int = 0
 
 
 class DeviceProcessor:
@@ -58,44 +54,52 @@ class DeviceProcessor:
 
     def __init__(self, device: str, specs: Sequence[PointSpec], max_silent_ms: int) -> None:
         self.device = device
-        self.specs = {s.key: s for s in specs}
         self.max_silent_ms = max_silent_ms
-        self._last: dict[str, tuple[Value, Quality, int]] = {}
+        self._points: dict[str, _Point] = {}
+        for s in specs:
+            rng = s.prop.range
+            self._points[s.key] = _Point(
+                s, rng[0] if rng else -math.inf, rng[1] if rng else math.inf,
+                rng is not None and s.prop.type in ("int", "float"),
+                s.deadband if s.deadband is not None else 0.0,
+            )
+
+    @property
+    def specs(self) -> dict[str, PointSpec]:
+        return {k: p.spec for k, p in self._points.items()}
 
     def process(self, samples: Sequence[Sample], ts_ms: int) -> list[Reading]:
         out: list[Reading] = []
+        device, max_silent = self.device, self.max_silent_ms
+        points = self._points
         for sample in samples:
-            spec = self.specs[sample.key]
-            if sample.error is not None or sample.value is None:
-                value: Value = None
-                quality = DEVICE_ERROR
+            pt = points[sample.key]
+            raw = sample.value
+            value: Value
+            if sample.error is not None or raw is None:
+                value, quality = None, DEVICE_ERROR
             else:
-                value = to_engineering(spec, sample.value)
-                quality = check_range(spec, value)
-            if self._should_report(spec, value, quality, ts_ms):
-                self._last[spec.key] = (value, quality, ts_ms)
-                out.append(Reading(self.device, spec.key, ts_ms, value, quality))
+                value = to_engineering(pt.spec, raw)
+                quality = GOOD
+                if pt.checks_range and not (pt.lo <= value <= pt.hi):  # type: ignore[operator]
+                    quality = OUT_OF_RANGE  # NaN lands here too: comparisons with NaN are False
+            last_quality = pt.last_quality
+            if last_quality is not None and quality is last_quality and ts_ms - pt.last_ts < max_silent:
+                last = pt.last_value
+                if isinstance(value, float) and isinstance(last, float):
+                    if abs(value - last) <= pt.deadband:
+                        continue
+                elif value == last:
+                    continue
+            pt.last_value, pt.last_quality, pt.last_ts = value, quality, ts_ms
+            out.append(Reading(device, pt.spec.key, ts_ms, value, quality))
         return out
 
     def comm_failure(self, ts_ms: int) -> list[Reading]:
         """Mark every point bad/comm_failure (reported once per outage, then silent)."""
         out = []
-        for key in self.specs:
-            last = self._last.get(key)
-            if last is None or last[1] != COMM_FAILURE:
-                self._last[key] = (None, COMM_FAILURE, ts_ms)
+        for key, pt in self._points.items():
+            if pt.last_quality is not COMM_FAILURE:
+                pt.last_value, pt.last_quality, pt.last_ts = None, COMM_FAILURE, ts_ms
                 out.append(Reading(self.device, key, ts_ms, None, COMM_FAILURE))
         return out
-
-    def _should_report(self, spec: PointSpec, value: Value, quality: Quality, ts_ms: int) -> bool:
-        last = self._last.get(spec.key)
-        if last is None:
-            return True
-        last_value, last_quality, last_ts = last
-        if quality != last_quality or ts_ms - last_ts >= self.max_silent_ms:
-            return True
-        if quality == COMM_FAILURE:
-            return False
-        if spec.deadband is None or not isinstance(value, float) or not isinstance(last_value, float):
-            return value != last_value
-        return abs(value - last_value) > spec.deadband

@@ -103,8 +103,8 @@ class SqliteStore:
                 db.executemany(
                     "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
                     [
-                        (r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None,
-                         str(r.quality))
+                        (r.device, r.point, r.ts_ms, r.value, "b" if r.value.__class__ is bool else None,
+                         r.quality.value)
                         for r in readings
                     ],
                 )

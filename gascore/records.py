@@ -26,37 +26,35 @@ class QualityStatus(enum.StrEnum):
     BAD = "bad"
 
 
-class QualityReason(enum.StrEnum):
-    NONE = ""
-    COMM_FAILURE = "comm_failure"
-    OUT_OF_RANGE = "out_of_range"
-    STALE = "stale"
-    SENSOR_FAULT = "sensor_fault"
-    SUBSTITUTED = "substituted"
-    DEVICE_ERROR = "device_error"
+class Quality(enum.StrEnum):
+    """OPC-UA style quality: good / uncertain / bad, with the reason.  A closed set, so the wire
+    and storage form is the member's text and costs nothing to produce."""
 
+    GOOD = "good"
+    UNCERTAIN_STALE = "uncertain/stale"
+    UNCERTAIN_SUBSTITUTED = "uncertain/substituted"
+    BAD_COMM_FAILURE = "bad/comm_failure"
+    BAD_OUT_OF_RANGE = "bad/out_of_range"
+    BAD_SENSOR_FAULT = "bad/sensor_fault"
+    BAD_DEVICE_ERROR = "bad/device_error"
 
-@dataclass(frozen=True, slots=True)
-class Quality:
-    status: QualityStatus = QualityStatus.GOOD
-    reason: QualityReason = QualityReason.NONE
+    @property
+    def status(self) -> QualityStatus:
+        return QualityStatus(self.value.partition("/")[0])
 
-    def __str__(self) -> str:
-        return self.status.value if not self.reason else f"{self.status.value}/{self.reason.value}"
-
-    @classmethod
-    def parse(cls, text: str) -> Quality:
-        status, _, reason = text.partition("/")
-        return cls(QualityStatus(status), QualityReason(reason))
+    @property
+    def reason(self) -> str:
+        return self.value.partition("/")[2]
 
     @property
     def is_good(self) -> bool:
-        return self.status is QualityStatus.GOOD
+        return self is Quality.GOOD
 
 
-GOOD = Quality()
-COMM_FAILURE = Quality(QualityStatus.BAD, QualityReason.COMM_FAILURE)
-OUT_OF_RANGE = Quality(QualityStatus.BAD, QualityReason.OUT_OF_RANGE)
+GOOD = Quality.GOOD
+COMM_FAILURE = Quality.BAD_COMM_FAILURE
+OUT_OF_RANGE = Quality.BAD_OUT_OF_RANGE
+DEVICE_ERROR = Quality.BAD_DEVICE_ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +66,12 @@ class Reading:
     quality: Quality = GOOD
 
     def to_wire(self) -> list[Any]:
-        return [self.device, self.point, self.ts_ms, self.value, str(self.quality)]
+        return [self.device, self.point, self.ts_ms, self.value, self.quality.value]
 
     @classmethod
     def from_wire(cls, row: list[Any]) -> Reading:
         device, point, ts_ms, value, quality = row
-        return cls(str(device), str(point), int(ts_ms), value, Quality.parse(str(quality)))
+        return cls(str(device), str(point), int(ts_ms), value, Quality(quality))
 
 
 class EventLevel(enum.StrEnum):

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from _require import require_tool
-
 from gasiot_sim import register_map as rm
 from gasiot_sim.modbus_server import RegulatorSimServer
 from gasiot_sim.test_pattern import PATTERN_COUNT, TEST_PATTERN, pattern_registers

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
+import pytest
 from gasiot_sim.regulator import (
     RELIEF_OPEN_KPA,
     SLAM_SHUT_TRIP_KPA,
@@ -65,7 +66,7 @@ def test_overpressure_opens_relief_then_trips_and_latches_slam_shut():
     assert all(s.slam_shut_closed for s in after)  # latched
     assert all(s.flow == 0 for s in after[1:])  # no flow through a closed valve
     outlet = [s.outlet_pressure for s in after]
-    assert all(b <= a for a, b in zip(outlet, outlet[1:], strict=False))  # decays
+    assert all(b <= a for a, b in itertools.pairwise(outlet))  # decays
     assert outlet[-1] < 1.0
     assert not after[-1].relief_valve_open
 

@@ -7,12 +7,12 @@ import math
 import socket
 
 import pytest
-
-from drivers.base import CommError, DeviceError, Driver, Sample
-from drivers.modbus import CodecError, ModbusPoint, ModbusTcpChannel, ModbusTcpDriver
 from gasiot_sim.modbus_server import RegulatorSimServer
 from gasiot_sim.regulator import SLAM_SHUT_TRIP_KPA
 from gasiot_sim.test_pattern import TEST_PATTERN
+
+from drivers.base import CommError, DeviceError, Driver, Sample
+from drivers.modbus import CodecError, ModbusPoint, ModbusTcpChannel, ModbusTcpDriver
 
 FROZEN = 3600.0  # tick period long enough that the physics never moves during a test
 
@@ -173,6 +173,11 @@ async def test_unknown_unit_id_is_a_device_error_not_a_comm_error(driver):
     samples = await driver.read(7, HOLDING_POINTS[:1])
     assert samples[0].error == "modbus_exception_4"
     assert values(await driver.read(1, HOLDING_POINTS[:1]))
+
+
+async def test_reading_nothing_sends_nothing(driver):
+    assert await driver.read(1, ()) == []
+    assert driver.statistics.requests == 0
 
 
 async def test_plan_is_cached_per_points_tuple(driver):

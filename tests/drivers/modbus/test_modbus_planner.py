@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -119,13 +120,13 @@ def test_random_point_sets_are_covered_exactly_once_within_limits(seed):
     for r in requests:
         limit = max_bits if r.table in ("coil", "discrete") else max_registers
         assert 1 <= r.count <= limit
-        assert 0 <= r.start and r.end <= 65535
+        assert r.start >= 0 and r.end <= 65535
         for _, p in r.members:
             assert p.table == r.table
             assert r.start <= p.address and p.address + TYPE_WIDTH[p.type] - 1 <= r.end  # never straddles
     # Requests of one table do not repeat registers unless points themselves overlap.
     if not find_overlaps(points):
-        for a, b in zip(requests, requests[1:], strict=False):
+        for a, b in itertools.pairwise(requests):
             if a.table == b.table:
                 assert a.end < b.start
 
