@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from typing_extensions import TypeVar
 
 ScalarValue = float | int | bool
+
+# A driver's own point description (e.g. ModbusPoint).  Contravariant: it only flows into a driver.
+# Defaults to Any so code that holds "some driver" can keep writing plain ``Driver``.
+PointT_contra = TypeVar("PointT_contra", contravariant=True, default=Any)
 
 
 class DriverError(Exception):
@@ -41,13 +47,19 @@ class Sample:
     error: str | None = None
 
 
-class Driver(Protocol):
-    """A connection to one device endpoint (one TCP socket or one serial line)."""
+class Driver(Protocol[PointT_contra]):
+    """A connection to one device endpoint (one TCP socket or one serial line).
+
+    ``PointT_contra`` is the driver's point type; ``Driver[ModbusPoint]`` is a Modbus driver.
+    ``read`` returns exactly one Sample per ``(key, point)``, in the order given; it raises
+    CommError when the endpoint is unreachable and reports device-side errors per Sample.
+    ``write`` raises CommError or DeviceError.  The caller owns retry and backoff.
+    """
 
     async def connect(self) -> None: ...
 
-    async def read(self, unit: int, points: Sequence[object]) -> list[Sample]: ...
+    async def read(self, unit: int, points: Sequence[tuple[str, PointT_contra]]) -> list[Sample]: ...
 
-    async def write(self, unit: int, point: object, value: ScalarValue) -> None: ...
+    async def write(self, unit: int, point: PointT_contra, value: ScalarValue) -> None: ...
 
     async def close(self) -> None: ...

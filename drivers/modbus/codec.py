@@ -1,0 +1,89 @@
+"""Register <-> value conversion for every data type, byte order and word order.
+
+Modbus registers are 16-bit words.  A device stores a multi-byte value as bytes A B C D ...
+(A most significant); ``byte_order`` says whether each register holds AB (big) or BA (little);
+``word_order`` whether the register carrying the most significant bytes comes first (big) or last
+(little).  Names technicians use: ABCD = big/big, CDAB = big byte / little word,
+BADC = little byte / big word, DCBA = little/little.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from drivers.base import ScalarValue
+from drivers.modbus.config import TYPE_WIDTH, DataType, Order
+
+_STRUCT: dict[DataType, str] = {
+    "int16": ">h",
+    "uint16": ">H",
+    "int32": ">i",
+    "uint32": ">I",
+    "float32": ">f",
+    "float64": ">d",
+}
+
+
+class CodecError(ValueError):
+    """The registers or the value do not fit the data type."""
+
+
+def _format(type_: DataType) -> str:
+    try:
+        return _STRUCT[type_]
+    except KeyError:
+        raise CodecError(f"{type_} is not a register data type (a bool is read with extract_bit)") from None
+
+
+def _registers_to_bytes(registers: Sequence[int], byte_order: Order, word_order: Order) -> bytes:
+    """Rebuild the value's big-endian bytes (A B C D ...) from registers as they came off the wire."""
+    words = list(registers) if word_order == "big" else list(reversed(registers))
+    out = bytearray()
+    for word in words:
+        if not 0 <= word <= 0xFFFF:
+            raise CodecError(f"register value {word} is not 16-bit")
+        out += word.to_bytes(2, byte_order)
+    return bytes(out)
+
+
+def _bytes_to_registers(data: bytes, byte_order: Order, word_order: Order) -> list[int]:
+    words = [int.from_bytes(data[i : i + 2], byte_order) for i in range(0, len(data), 2)]
+    return words if word_order == "big" else words[::-1]
+
+
+def decode(registers: Sequence[int], type_: DataType, byte_order: Order, word_order: Order) -> int | float:
+    """Decode the registers of one value (exactly its width) to a Python int or float."""
+    fmt = _format(type_)
+    if len(registers) != TYPE_WIDTH[type_]:
+        raise CodecError(f"{type_} needs {TYPE_WIDTH[type_]} registers, got {len(registers)}")
+    value: int | float = struct.unpack(fmt, _registers_to_bytes(registers, byte_order, word_order))[0]
+    return value
+
+
+def encode(value: ScalarValue, type_: DataType, byte_order: Order, word_order: Order) -> list[int]:
+    """Encode a value to the registers to write; the inverse of :func:`decode`."""
+    fmt = _format(type_)
+    if isinstance(value, bool):
+        # True/False into a numeric register is almost always a binding mistake; refuse it.
+        raise CodecError(f"refusing to write bool {value} as {type_}")
+    if type_.startswith("float"):
+        number: int | float = float(value)
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise CodecError(f"{value} is not an integer; round it before writing {type_}")
+        number = int(value)
+    else:
+        number = value
+    try:
+        data = struct.pack(fmt, number)
+    except (struct.error, OverflowError) as err:
+        raise CodecError(f"{value} does not fit {type_}") from err
+    return _bytes_to_registers(data, byte_order, word_order)
+
+
+def extract_bit(register: int, bit: int) -> bool:
+    """Bit ``bit`` (0 = least significant) of a 16-bit register."""
+    if not 0 <= bit <= 15:
+        raise CodecError(f"bit {bit} is outside 0..15")
+    return bool((register >> bit) & 1)

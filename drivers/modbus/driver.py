@@ -1,0 +1,274 @@
+"""Modbus TCP driver: one pymodbus client per endpoint, shared by every unit id behind it.
+
+The driver makes exactly one attempt per request.  pymodbus's own retries and automatic
+reconnect are switched off because the caller (the running-driver wrapper) owns timeouts,
+backoff and availability; a hidden reconnect loop would fight that policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+
+from drivers.base import CommError, DeviceError, Driver, Sample, ScalarValue
+from drivers.modbus.codec import CodecError, decode, encode, extract_bit
+from drivers.modbus.config import BIT_TABLES, ModbusPoint, ModbusTcpChannel
+from drivers.modbus.planner import Member, ReadRequest, plan_reads
+
+_log = logging.getLogger(__name__)
+
+# Plans are cached per points tuple; a bound keeps a caller that builds new tuples every poll from
+# growing the cache without limit.
+_PLAN_CACHE_SIZE = 256
+
+
+@dataclass(slots=True)
+class ModbusStatistics:
+    """Counters since the driver was created."""
+
+    requests: int = 0  # requests sent (reads and writes)
+    exceptions: int = 0  # Modbus exception responses
+    comm_errors: int = 0  # failed connects, timeouts and dropped connections
+    connects: int = 0  # successful connects
+
+
+class ModbusTcpDriver:
+    """:class:`drivers.base.Driver` for :class:`ModbusPoint` over Modbus TCP."""
+
+    def __init__(self, channel: ModbusTcpChannel) -> None:
+        self.channel = channel
+        self.statistics = ModbusStatistics()
+        self._endpoint = f"{channel.host}:{channel.port}"
+        # Created on first connect: pymodbus clients need a running event loop.
+        self._client: AsyncModbusTcpClient | None = None
+        # One request at a time on the connection, so a request's timeout never includes time
+        # spent queueing behind another unit's poll.
+        self._lock = asyncio.Lock()
+        self._usable = False  # False: reconnect before the next request
+        # Set by pymodbus when the peer drops the socket; pymodbus itself would let an in-flight
+        # request wait for its full timeout, so requests race against this event.
+        self._lost = asyncio.Event()
+        self._up: bool | None = None  # last logged state, so only changes are logged
+        self._plans: dict[tuple[int, int], tuple[tuple[Member, ...], list[ReadRequest]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Open the connection (no-op when already open).  Raises CommError on failure."""
+        async with self._lock:
+            await self._connected_client()
+
+    async def close(self) -> None:
+        """Close the connection.  Not under the lock: closing must not wait for a stuck request."""
+        self._usable = False
+        if self._client is not None:
+            self._client.close()
+
+    async def _connected_client(self) -> AsyncModbusTcpClient:
+        client = self._client
+        if client is not None and self._usable and client.connected:
+            return client
+        if client is None:
+            client = self._client = AsyncModbusTcpClient(
+                self.channel.host,
+                port=self.channel.port,
+                name=self._endpoint,
+                timeout=self.channel.timeout_s,
+                retries=0,
+                reconnect_delay=0,  # 0 disables pymodbus's background reconnect task
+                reconnect_delay_max=0,
+                trace_connect=self._on_connection_change,
+            )
+        else:
+            client.close()  # drop a half-dead socket before dialling again
+        self._lost = asyncio.Event()
+        try:
+            async with asyncio.timeout(self.channel.timeout_s):
+                ok = await client.connect()
+        except TimeoutError:
+            ok = False
+        if not ok:
+            self.statistics.comm_errors += 1
+            self._set_up(False, "connect failed")
+            raise CommError(f"cannot connect to {self._endpoint}")
+        self.statistics.connects += 1
+        self._usable = True
+        self._set_up(True, "connected")
+        return client
+
+    def _on_connection_change(self, connected: bool) -> None:
+        if not connected:
+            self._lost.set()
+
+    def _set_up(self, up: bool, why: str) -> None:
+        if up != self._up:
+            level = logging.INFO if up else logging.WARNING
+            _log.log(level, "modbus %s %s: %s", self._endpoint, "up" if up else "down", why)
+        self._up = up
+
+    # ------------------------------------------------------------------ read
+
+    def plan(self, unit: int, points: Sequence[Member]) -> list[ReadRequest]:
+        """The read requests for ``points``; cached when ``points`` is a tuple (immutable)."""
+        if not isinstance(points, tuple):
+            return self._make_plan(points)
+        cache_key = (unit, id(points))
+        cached = self._plans.get(cache_key)
+        if cached is not None and cached[0] is points:
+            return cached[1]
+        requests = self._make_plan(points)
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            del self._plans[next(iter(self._plans))]
+        # Holding the tuple keeps its id from being reused by another object.
+        self._plans[cache_key] = (points, requests)
+        return requests
+
+    def _make_plan(self, points: Sequence[Member]) -> list[ReadRequest]:
+        ch = self.channel
+        return plan_reads(points, max_registers=ch.max_registers, max_bits=ch.max_bits, max_gap=ch.max_gap)
+
+    async def read(self, unit: int, points: Sequence[Member]) -> list[Sample]:
+        """One Sample per point, in the order given.
+
+        Raises CommError when the endpoint does not answer; a Modbus exception answer marks
+        only the points of that request (``error="modbus_exception_<code>"``).
+        """
+        if not points:
+            return []
+        requests = self.plan(unit, points)
+        results: dict[str, Sample] = {}
+        async with self._lock:
+            client = await self._connected_client()
+            for request in requests:
+                response = await self._execute(partial(_send_read, client, unit, request))
+                results.update((s.key, s) for s in self._samples(request, response))
+        return [results[key] for key, _ in points]
+
+    def _samples(self, request: ReadRequest, response: ModbusPDU) -> list[Sample]:
+        if isinstance(response, ExceptionResponse):
+            self.statistics.exceptions += 1
+            error = f"modbus_exception_{response.exception_code}"
+            return [Sample(key, None, error) for key, _ in request.members]
+        words: Sequence[bool] | Sequence[int] = (
+            response.bits if request.table in BIT_TABLES else response.registers
+        )
+        if len(words) < request.count:
+            # The device answered, but with less than asked: a device fault, not a link fault.
+            return [Sample(key, None, "short_response") for key, _ in request.members]
+        return [_decode_member(request, key, point, words) for key, point in request.members]
+
+    # ------------------------------------------------------------------ write
+
+    async def write(self, unit: int, point: ModbusPoint, value: ScalarValue) -> None:
+        """Write one value: coil -> function 5, holding -> function 6 (one register) or 16.
+
+        Raises DeviceError for read-only points and Modbus exception answers, CodecError
+        (a ValueError) when the value does not fit the type, CommError on transport failure.
+        """
+        payload: bool | list[int]
+        if point.table == "coil":
+            if not isinstance(value, bool) and value not in (0, 1):
+                raise CodecError(f"a coil takes a bool, not {value!r}")
+            payload = bool(value)
+        elif point.table == "holding" and point.bit is None:
+            payload = encode(value, point.type, point.byte_order, point.word_order)
+        elif point.table == "holding":
+            # Writing one bit means read-modify-write of the whole register: not atomic, refused.
+            raise DeviceError("a single bit of a holding register cannot be written")
+        else:
+            raise DeviceError(f"read-only table: {point.table}")
+        async with self._lock:
+            client = await self._connected_client()
+            response = await self._execute(partial(_send_write, client, unit, point.address, payload))
+        if isinstance(response, ExceptionResponse):
+            self.statistics.exceptions += 1
+            raise DeviceError(f"modbus_exception_{response.exception_code}")
+
+    # ------------------------------------------------------------------ transport
+
+    async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """Send one request under the channel timeout; any transport failure becomes CommError."""
+        client = self._client
+        if client is None or not client.connected:
+            # The peer closed the socket since the last request; pymodbus would silently redial.
+            self._broken("connection lost")
+            raise CommError(f"connection to {self._endpoint} lost")
+        self.statistics.requests += 1
+        try:
+            async with asyncio.timeout(self.channel.timeout_s):
+                return await self._unless_lost(call)
+        except TimeoutError as err:
+            self._broken("timeout")
+            raise CommError(f"{self._endpoint} did not answer within {self.channel.timeout_s} s") from err
+        except (ConnectionException, ModbusIOException) as err:
+            self._broken(str(err))
+            raise CommError(f"{self._endpoint}: {err}") from err
+
+    async def _unless_lost(self, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """Await ``call()``, failing at once if the connection drops meanwhile."""
+        request = asyncio.ensure_future(call())
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait((request, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not request.done():
+                request.cancel()  # on timeout, cancellation or connection loss
+        if not request.done() or request.cancelled():
+            raise ConnectionException("connection closed by peer")
+        return request.result()
+
+    def _broken(self, why: str) -> None:
+        # A late answer could otherwise be taken for the next request's: start a fresh connection.
+        self.statistics.comm_errors += 1
+        self._usable = False
+        if self._client is not None:
+            self._client.close()
+        self._set_up(False, why)
+
+
+def _send_read(client: AsyncModbusTcpClient, unit: int, request: ReadRequest) -> Awaitable[ModbusPDU]:
+    start, count = request.start, request.count
+    if request.table == "holding":
+        return client.read_holding_registers(start, count=count, device_id=unit)
+    if request.table == "input":
+        return client.read_input_registers(start, count=count, device_id=unit)
+    if request.table == "coil":
+        return client.read_coils(start, count=count, device_id=unit)
+    return client.read_discrete_inputs(start, count=count, device_id=unit)
+
+
+def _send_write(
+    client: AsyncModbusTcpClient, unit: int, address: int, payload: bool | list[int]
+) -> Awaitable[ModbusPDU]:
+    if isinstance(payload, bool):
+        return client.write_coil(address, payload, device_id=unit)
+    if len(payload) == 1:
+        return client.write_register(address, payload[0], device_id=unit)
+    return client.write_registers(address, payload, device_id=unit)
+
+
+def _decode_member(
+    request: ReadRequest, key: str, point: ModbusPoint, words: Sequence[bool] | Sequence[int]
+) -> Sample:
+    offset = point.address - request.start
+    if request.table in BIT_TABLES:
+        return Sample(key, bool(words[offset]))
+    register_words = [int(w) for w in words[offset : offset + point.width]]
+    if point.bit is not None:
+        return Sample(key, extract_bit(register_words[0], point.bit))
+    return Sample(key, decode(register_words, point.type, point.byte_order, point.word_order))
+
+
+if TYPE_CHECKING:
+    # Static proof, checked by mypy, that the class satisfies the Driver protocol.
+    def _is_a_driver(driver: ModbusTcpDriver) -> Driver[ModbusPoint]:
+        return driver
