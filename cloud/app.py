@@ -58,6 +58,7 @@ PUBLIC = None
 
 # ---- handlers ----------------------------------------------------------------------------
 
+
 async def post_batch(request: web.Request) -> web.Response:
     data = await request.read()
     try:
@@ -97,9 +98,13 @@ async def enroll(request: web.Request) -> web.Response:
         raise BadRequest(f"public_key: not a valid {alg} public key") from err
     repo = request.app[REPO]
     if not repo.consume_enrollment_token(secret_hash(token), gateway_id, now_ms()):
-        log.warning("enrollment refused for gateway %s: token invalid, expired, used or for another gateway",
-                    gateway_id)
-        return json_error(401, "bad_token", "enrollment token is invalid, expired, already used or not for this gateway")
+        log.warning(
+            "enrollment refused for gateway %s: token invalid, expired, used or for another gateway",
+            gateway_id,
+        )
+        return json_error(
+            401, "bad_token", "enrollment token is invalid, expired, already used or not for this gateway"
+        )
     key_id = key_id_of(public_key)
     repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms()))
     log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
@@ -128,8 +133,13 @@ def _gateway_status(repo: Repository, gw: GatewayRecord) -> dict[str, Any]:
             "lag_ms": None if rec.last_batch_ms is None else now - rec.last_batch_ms,
         }
     return {
-        "gateway_id": gw.gateway_id, "status": gw.status, "alg": gw.alg, "key_id": gw.key_id,
-        "enrolled_ms": gw.enrolled_ms, "lanes": lanes, "counts": repo.counts(gw.gateway_id),
+        "gateway_id": gw.gateway_id,
+        "status": gw.status,
+        "alg": gw.alg,
+        "key_id": gw.key_id,
+        "enrolled_ms": gw.enrolled_ms,
+        "lanes": lanes,
+        "counts": repo.counts(gw.gateway_id),
     }
 
 
@@ -161,13 +171,19 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     stats = request.app[INGESTOR].stats
-    return web.json_response({
-        "status": "ok", "stored_batches": stats.stored_batches, "stored_records": stats.stored_records,
-        "duplicates": stats.duplicates, "refused": stats.refused,
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "stored_batches": stats.stored_batches,
+            "stored_records": stats.stored_records,
+            "duplicates": stats.duplicates,
+            "refused": stats.refused,
+        }
+    )
 
 
 # ---- helpers -----------------------------------------------------------------------------
+
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
@@ -182,9 +198,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 def _gateway_or_404(request: web.Request) -> GatewayRecord:
     gw = request.app[REPO].gateway(request.match_info["gateway_id"])
     if gw is None:
-        raise web.HTTPNotFound(
-            text='{"error":"not_found","detail":"no such gateway"}', content_type="application/json"
-        )
+        raise web.HTTPNotFound(text='{"error":"not_found","detail":"no such gateway"}', content_type="application/json")
     return gw
 
 
@@ -219,18 +233,46 @@ def _time_range(request: web.Request) -> tuple[int, int, int]:
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/batches", post_batch, SIGNED, "Ingest one signed, sequenced batch frame"),
-    Route("POST", "/v1/enrollment-tokens", create_enrollment_token, "admin",
-          "Create a one-time enrollment token for a gateway id"),
+    Route(
+        "POST",
+        "/v1/enrollment-tokens",
+        create_enrollment_token,
+        "admin",
+        "Create a one-time enrollment token for a gateway id",
+    ),
     Route("POST", "/v1/enroll", enroll, ENROLL, "Enroll a gateway's public key with a one-time token"),
     Route("GET", "/v1/gateways", list_gateways, "viewer", "List gateways with sync status"),
-    Route("GET", "/v1/gateways/{gateway_id}", gateway_status, "viewer",
-          "Gateway status: last batch, last seq per lane, lag"),
-    Route("GET", "/v1/gateways/{gateway_id}/latest", latest, "viewer",
-          "Latest value per device/property", ("device",)),
-    Route("GET", "/v1/gateways/{gateway_id}/devices/{device}/series", series, "viewer",
-          "Time series of one property", ("point", "from", "to", "limit")),
-    Route("GET", "/v1/gateways/{gateway_id}/events", events, "viewer", "Events in a time range",
-          ("device", "from", "to", "limit")),
+    Route(
+        "GET",
+        "/v1/gateways/{gateway_id}",
+        gateway_status,
+        "viewer",
+        "Gateway status: last batch, last seq per lane, lag",
+    ),
+    Route(
+        "GET",
+        "/v1/gateways/{gateway_id}/latest",
+        latest,
+        "viewer",
+        "Latest value per device/property",
+        ("device",),
+    ),
+    Route(
+        "GET",
+        "/v1/gateways/{gateway_id}/devices/{device}/series",
+        series,
+        "viewer",
+        "Time series of one property",
+        ("point", "from", "to", "limit"),
+    ),
+    Route(
+        "GET",
+        "/v1/gateways/{gateway_id}/events",
+        events,
+        "viewer",
+        "Events in a time range",
+        ("device", "from", "to", "limit"),
+    ),
     Route("GET", "/openapi.json", openapi, PUBLIC, "This document"),
     Route("GET", "/healthz", health, PUBLIC, "Liveness and ingest counters"),
 )
@@ -267,21 +309,28 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in ROUTES:
         op: dict[str, Any] = {"summary": r.summary, "responses": {"200": {"description": "OK"}}}
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in re.findall(r"{(\w+)}", r.path)]
-        params += [{"name": n, "in": "query", "required": n == "point", "schema": {"type": "string"}}
-                   for n in r.params]
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in re.findall(r"{(\w+)}", r.path)
+        ]
+        params += [{"name": n, "in": "query", "required": n == "point", "schema": {"type": "string"}} for n in r.params]
         if params:
             op["parameters"] = params
         if r.auth in RANK:
             op["security"] = [{"apiKey": []}]
             op["x-required-role"] = r.auth
-            op["responses"].update({"401": {"description": "no or unknown API key"},
-                                    "403": {"description": "role too low"}})
+            op["responses"].update(
+                {"401": {"description": "no or unknown API key"}, "403": {"description": "role too low"}}
+            )
         elif r.auth == SIGNED:
             op["requestBody"] = {"content": {"application/vnd.gasiot.batch": {}}}
-            op["responses"].update({"400": {"description": "malformed"}, "401": {"description": "bad signature"},
-                                    "409": {"description": "gap/conflict/chain: rewind to expected_seq"}})
+            op["responses"].update(
+                {
+                    "400": {"description": "malformed"},
+                    "401": {"description": "bad signature"},
+                    "409": {"description": "gap/conflict/chain: rewind to expected_seq"},
+                }
+            )
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",

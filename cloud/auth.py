@@ -7,7 +7,7 @@ import secrets
 from gascore.crypto import sm3_digest
 
 API_KEY_PREFIX = "gsk_"
-TOKEN_PREFIX = "get_"
+TOKEN_PREFIX = "get_"  # noqa: S105 - a prefix, not a secret
 
 
 def new_secret(prefix: str) -> str:

@@ -96,11 +96,11 @@ class Ingestor:
 
         try:
             rows = decode_rows(frame.body, h.codec)
-            if len(rows) != h.count:
-                raise ContractError(f"body has {len(rows)} rows, header says {h.count}")
             records = rows_to_records(h.lane, rows)
         except ContractError as err:
             raise IngestRefused(400, "malformed", str(err)) from err
+        if len(records) != h.count:
+            raise IngestRefused(400, "malformed", f"body has {len(records)} rows, header says {h.count}")
         try:
             self.repo.store_batch(h, digest, records, now_ms)
         except SeqConflict as err:
@@ -116,6 +116,8 @@ class Ingestor:
     @staticmethod
     def _rewind(error: str, detail: str, lane_name: str, lane: Any) -> IngestRefused:
         return IngestRefused(
-            409, error, detail,
+            409,
+            error,
+            detail,
             {"lane": lane_name, "expected_seq": lane.last_seq + 1, "last_digest": lane.last_digest},
         )

@@ -80,24 +80,44 @@ class SqliteRepository:
 
     def _create_schema(self) -> None:
         db = sqlite_utils.Database(self._db)
-        t = {"if_not_exists": True}
-        db["api_keys"].create({"key_hash": str, "role": str, "label": str, "created_ms": int}, pk="key_hash", **t)
-        db["enrollment_tokens"].create(
+        db.table("api_keys").create(
+            {"key_hash": str, "role": str, "label": str, "created_ms": int}, pk="key_hash", if_not_exists=True
+        )
+        db.table("enrollment_tokens").create(
             {"token_hash": str, "gateway_id": str, "expires_ms": int, "created_ms": int, "used_ms": int},
-            pk="token_hash", not_null={"gateway_id", "expires_ms"}, **t,
+            pk="token_hash",
+            not_null={"gateway_id", "expires_ms"},
+            if_not_exists=True,
         )
-        db["gateways"].create(
-            {"gateway_id": str, "alg": str, "public_key": bytes, "key_id": str, "status": str, "enrolled_ms": int},
-            pk="gateway_id", **t,
+        db.table("gateways").create(
+            {
+                "gateway_id": str,
+                "alg": str,
+                "public_key": bytes,
+                "key_id": str,
+                "status": str,
+                "enrolled_ms": int,
+            },
+            pk="gateway_id",
+            if_not_exists=True,
         )
-        db["lanes"].create(
+        db.table("lanes").create(
             {"gateway_id": str, "lane": str, "last_seq": int, "last_digest": str, "last_batch_ms": int},
-            pk=("gateway_id", "lane"), **t,
+            pk=("gateway_id", "lane"),
+            if_not_exists=True,
         )
-        db["batches"].create(
-            {"gateway_id": str, "lane": str, "seq": int, "digest": str, "count": int, "created_ms": int,
-             "received_ms": int},
-            pk=("gateway_id", "lane", "seq"), **t,
+        db.table("batches").create(
+            {
+                "gateway_id": str,
+                "lane": str,
+                "seq": int,
+                "digest": str,
+                "count": int,
+                "created_ms": int,
+                "received_ms": int,
+            },
+            pk=("gateway_id", "lane", "seq"),
+            if_not_exists=True,
         )
         # Raw DDL: `value` must have no type affinity so floats, ints and bools keep their type.
         self._db.executescript("""
@@ -108,11 +128,19 @@ class SqliteRepository:
                 point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL,
                 PRIMARY KEY (gateway_id, device, point));
         """)
-        db["events"].create(
-            {"gateway_id": str, "device": str, "kind": str, "ts_ms": int, "level": str, "data": str, "seq": int},
-            **t,
+        db.table("events").create(
+            {
+                "gateway_id": str,
+                "device": str,
+                "kind": str,
+                "ts_ms": int,
+                "level": str,
+                "data": str,
+                "seq": int,
+            },
+            if_not_exists=True,
         )
-        db["events"].create_index(["gateway_id", "ts_ms"], if_not_exists=True)
+        db.table("events").create_index(["gateway_id", "ts_ms"], if_not_exists=True)
 
     def close(self) -> None:
         self._db.close()
@@ -170,7 +198,8 @@ class SqliteRepository:
 
     def batch_digest(self, gateway_id: str, lane: Lane, seq: int) -> str | None:
         row = self._db.execute(
-            "SELECT digest FROM batches WHERE gateway_id=? AND lane=? AND seq=?", (gateway_id, lane.value, seq)
+            "SELECT digest FROM batches WHERE gateway_id=? AND lane=? AND seq=?",
+            (gateway_id, lane.value, seq),
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -183,22 +212,30 @@ class SqliteRepository:
         try:
             current = self.lane(gw, lane)
             if current.last_seq != seq - 1:
-                raise SeqConflict(f"{gw}/{lane.value}: expected seq {current.last_seq + 1}, got {seq}")
+                msg = f"{gw}/{lane.value}: expected seq {current.last_seq + 1}, got {seq}"
+                raise SeqConflict(msg)  # noqa: TRY301 - rolled back below, then re-raised
             db.execute(
                 "INSERT INTO batches VALUES (?,?,?,?,?,?,?)",
                 (gw, lane.value, seq, digest, header.count, header.created_ms, now_ms),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO lanes VALUES (?,?,?,?,?)", (gw, lane.value, seq, digest, now_ms)
-            )
+            db.execute("INSERT OR REPLACE INTO lanes VALUES (?,?,?,?,?)", (gw, lane.value, seq, digest, now_ms))
             if lane is Lane.TELEMETRY:
                 self._insert_readings(gw, seq, [r for r in records if isinstance(r, Reading)])
             else:
                 db.executemany(
                     "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
                     [
-                        (gw, e.device, e.kind, e.ts_ms, e.level.value, json.dumps(e.data, ensure_ascii=False), seq)
-                        for e in records if isinstance(e, Event)
+                        (
+                            gw,
+                            e.device,
+                            e.kind,
+                            e.ts_ms,
+                            e.level.value,
+                            json.dumps(e.data, ensure_ascii=False),
+                            seq,
+                        )
+                        for e in records
+                        if isinstance(e, Event)
                     ],
                 )
             db.execute("COMMIT")
@@ -208,7 +245,16 @@ class SqliteRepository:
 
     def _insert_readings(self, gw: str, seq: int, readings: Sequence[Reading]) -> None:
         rows = [
-            (gw, r.device, r.point, r.ts_ms, r.value, "b" if isinstance(r.value, bool) else None, r.quality.value, seq)
+            (
+                gw,
+                r.device,
+                r.point,
+                r.ts_ms,
+                r.value,
+                "b" if isinstance(r.value, bool) else None,
+                r.quality.value,
+                seq,
+            )
             for r in readings
         ]
         self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", rows)
@@ -247,9 +293,7 @@ class SqliteRepository:
         ).fetchall()
         return [{"ts_ms": ts, "value": self._value(v, vt), "quality": q} for ts, v, vt, q in rows]
 
-    def events(
-        self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int
-    ) -> list[dict[str, Any]]:
+    def events(self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int) -> list[dict[str, Any]]:
         sql = "SELECT device, kind, ts_ms, level, data FROM events WHERE gateway_id=? AND ts_ms >= ? AND ts_ms < ?"
         args: list[Any] = [gateway_id, from_ms, to_ms]
         if device is not None:

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
@@ -40,6 +41,14 @@ def create_api_key(repo: Repository, role: Role, label: str) -> str:
     return key
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (differs from the requested one when that was 0)."""
+    server = cast("asyncio.Server | None", site._server)
+    if server is None or not server.sockets:
+        raise RuntimeError("site is not listening")
+    return int(server.sockets[0].getsockname()[1])
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -59,10 +68,7 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    bound = port
-    if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
+    bound = bound_port(site)
     url = f"http://{host}:{bound}"
     log.info("cloud listening on %s (db %s)", url, db_url.split("?")[0])
     if on_ready:

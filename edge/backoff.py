@@ -17,7 +17,7 @@ class Backoff:
     def next_delay(self) -> float:
         """Delay before the next attempt: the capped exponential step, jittered to 50–100 %
         so that many gateways recovering together do not retry in lockstep."""
-        step = min(self.maximum_s, self.initial_s * (2 ** min(self.failures, 30)))
+        step = min(self.maximum_s, self.initial_s * float(2 ** min(self.failures, 30)))
         self.failures += 1
         return step * (0.5 + 0.5 * self._rng.random())
 

@@ -149,7 +149,10 @@ def _cross_check(config: StationConfig, library: ModelLibrary, doc: YamlDocument
             bad((*loc, "channel"), f"unknown channel {device.channel!r} (defined: {', '.join(channel_ids)})")
         model = library.get(device.model)
         if model is None:
-            bad((*loc, "model"), f"unknown thing model {device.model!r} (known: {', '.join(sorted(library.models))})")
+            bad(
+                (*loc, "model"),
+                f"unknown thing model {device.model!r} (known: {', '.join(sorted(library.models))})",
+            )
             continue
         for key, binding in device.points.items():
             ploc: Loc = (*loc, "points", key)

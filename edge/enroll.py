@@ -18,21 +18,40 @@ class EnrollError(Exception):
     """Enrollment failed; the message says why and what to do."""
 
 
-async def enroll(
-    *, cloud_url: str, gateway_id: str, token: str, key_file: Path, alg: SigAlg = "sm2-sm3", timeout_s: float = 15.0
-) -> str:
-    """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id."""
+def _check_key_path(key_file: Path) -> None:
+    """Fail before the token is spent if the key could not be written afterwards."""
     if key_file.exists():
         raise EnrollError(f"{key_file} already exists: this gateway has a key; remove it only to re-enroll")
     key_file.parent.mkdir(parents=True, exist_ok=True)
+
+
+async def enroll(
+    *,
+    cloud_url: str,
+    gateway_id: str,
+    token: str,
+    key_file: Path,
+    alg: SigAlg = "sm2-sm3",
+    timeout_s: float = 15.0,
+) -> str:
+    """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id."""
+    _check_key_path(key_file)
     signer = generate_signer(alg)
-    body = {"gateway_id": gateway_id, "token": token, "alg": alg, "public_key": signer.public_key_bytes().hex()}
+    body = {
+        "gateway_id": gateway_id,
+        "token": token,
+        "alg": alg,
+        "public_key": signer.public_key_bytes().hex(),
+    }
     url = cloud_url.rstrip("/") + "/v1/enroll"
     try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(timeout_s):
-            async with session.post(url, json=body) as resp:
-                reply = await resp.json(content_type=None)
-                status = resp.status
+        async with (
+            aiohttp.ClientSession() as session,
+            asyncio.timeout(timeout_s),
+            session.post(url, json=body) as resp,
+        ):
+            reply = await resp.json(content_type=None)
+            status = resp.status
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
         raise EnrollError(f"cannot reach {url}: {err or type(err).__name__}") from err
     if status != 201 or not isinstance(reply, dict):

@@ -59,7 +59,9 @@ class DeviceProcessor:
         for s in specs:
             rng = s.prop.range
             self._points[s.key] = _Point(
-                s, rng[0] if rng else -math.inf, rng[1] if rng else math.inf,
+                s,
+                rng[0] if rng else -math.inf,
+                rng[1] if rng else math.inf,
                 rng is not None and s.prop.type in ("int", "float"),
                 s.deadband if s.deadband is not None else 0.0,
             )

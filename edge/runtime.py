@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass, field
 
 import aiohttp
-from dataclasses import dataclass, field
 
 from drivers.registry import create_driver
 from edge.backoff import Backoff
@@ -45,9 +45,14 @@ class Gateway:
         )
         gw = cls(station, signer or load_key_file(station.key_file), store)
         gw.sync = SyncClient(
-            store=store, signer=gw.signer, gateway_id=cfg.gateway.id, cloud_url=cfg.gateway.cloud_url,
-            codec=cfg.sync.codec, max_batch_records=cfg.sync.max_batch_records,
-            max_batch_age_s=cfg.sync.max_batch_age_s, timeout_s=cfg.sync.timeout_s,
+            store=store,
+            signer=gw.signer,
+            gateway_id=cfg.gateway.id,
+            cloud_url=cfg.gateway.cloud_url,
+            codec=cfg.sync.codec,
+            max_batch_records=cfg.sync.max_batch_records,
+            max_batch_age_s=cfg.sync.max_batch_age_s,
+            timeout_s=cfg.sync.timeout_s,
             backoff=Backoff(cfg.sync.backoff_initial_s, cfg.sync.backoff_max_s),
         )
         for ch in cfg.channels:
@@ -59,7 +64,9 @@ class Gateway:
             ]
             gw.pollers.append(
                 DevicePoller(
-                    device_id=dev.id, unit=dev.unit_id, interval_s=dev.poll_interval_s,
+                    device_id=dev.id,
+                    unit=dev.unit_id,
+                    interval_s=dev.poll_interval_s,
                     channel=gw.channels[dev.channel],
                     points=tuple((k, b) for k, b in dev.points.items()),
                     processor=DeviceProcessor(dev.id, specs, int(dev.max_silent_s * 1000)),
@@ -82,7 +89,10 @@ class Gateway:
         stop = stop or asyncio.Event()
         log.info(
             "gateway %s starting: %d channels, %d devices, store %s",
-            self.station.config.gateway.id, len(self.channels), len(self.pollers), self.store.path,
+            self.station.config.gateway.id,
+            len(self.channels),
+            len(self.pollers),
+            self.store.path,
         )
         try:
             async with asyncio.TaskGroup() as tg:

@@ -103,8 +103,14 @@ class SqliteStore:
                 db.executemany(
                     "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
                     [
-                        (r.device, r.point, r.ts_ms, r.value, "b" if r.value.__class__ is bool else None,
-                         r.quality.value)
+                        (
+                            r.device,
+                            r.point,
+                            r.ts_ms,
+                            r.value,
+                            "b" if r.value.__class__ is bool else None,
+                            r.quality.value,
+                        )
                         for r in readings
                     ],
                 )
@@ -143,11 +149,23 @@ class SqliteStore:
         self._db.execute("DELETE FROM telemetry WHERE id > ? AND id <= ?", (floor_id, upto))
         self._bump("telemetry_rows", -dropped)
         self._bump("telemetry_dropped_total", dropped)
-        self._insert_events([
-            Event(GATEWAY_DEVICE, "store.telemetry_dropped", now_ms, EventLevel.WARNING,
-                  {"count": dropped, "first_ts_ms": first_ts, "last_ts_ms": last_ts,
-                   "policy": "drop_oldest_telemetry", "bound_rows": self.max_telemetry_rows}),
-        ])
+        self._insert_events(
+            [
+                Event(
+                    GATEWAY_DEVICE,
+                    "store.telemetry_dropped",
+                    now_ms,
+                    EventLevel.WARNING,
+                    {
+                        "count": dropped,
+                        "first_ts_ms": first_ts,
+                        "last_ts_ms": last_ts,
+                        "policy": "drop_oldest_telemetry",
+                        "bound_rows": self.max_telemetry_rows,
+                    },
+                ),
+            ]
+        )
         self._bump("events_appended_total", 1)
         log.warning("store bound reached: dropped %d oldest telemetry rows", dropped)
 
@@ -178,7 +196,8 @@ class SqliteStore:
         pend = self.pending(lane)
         floor_id = pend.last_id if pend else 0
         row = self._db.execute(
-            f"SELECT count(*), min(ts_ms) FROM {_TABLE[lane]} WHERE id > ?", (floor_id,)  # noqa: S608
+            f"SELECT count(*), min(ts_ms) FROM {_TABLE[lane]} WHERE id > ?",  # noqa: S608 - fixed table names
+            (floor_id,),
         ).fetchone()
         return int(row[0]), row[1]
 
@@ -204,11 +223,10 @@ class SqliteStore:
     def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
         if lane is Lane.TELEMETRY:
             cur = self._db.execute(
-                "SELECT id, device, point, ts_ms, value, vt, quality FROM telemetry ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, device, point, ts_ms, value, vt, quality FROM telemetry ORDER BY id LIMIT ?",
+                (limit,),
             )
-            return [
-                (i, [d, p, ts, bool(v) if vt == "b" else v, q]) for i, d, p, ts, v, vt, q in cur
-            ]
+            return [(i, [d, p, ts, bool(v) if vt == "b" else v, q]) for i, d, p, ts, v, vt, q in cur]
         cur = self._db.execute("SELECT id, device, kind, ts_ms, level, data FROM events ORDER BY id LIMIT ?", (limit,))
         return [(i, [d, k, ts, lvl, json.loads(data)]) for i, d, k, ts, lvl, data in cur]
 
@@ -246,10 +264,17 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
                 (lane.value, expected_seq, last_digest),
             )
-            self._insert_events([
-                Event(GATEWAY_DEVICE, "sync.rewound", now_ms, EventLevel.WARNING,
-                      {"lane": lane.value, "expected_seq": expected_seq, "reason": reason}),
-            ])
+            self._insert_events(
+                [
+                    Event(
+                        GATEWAY_DEVICE,
+                        "sync.rewound",
+                        now_ms,
+                        EventLevel.WARNING,
+                        {"lane": lane.value, "expected_seq": expected_seq, "reason": reason},
+                    ),
+                ]
+            )
             self._bump("sync_rewinds_total", 1)
             self._save_counters()
             db.execute("COMMIT")

@@ -76,8 +76,14 @@ class SyncClient:
 
     def _build(self, lane: Lane, seq: int, prev_digest: str, rows: list[list[Any]]) -> tuple[bytes, str]:
         frame = build_frame(
-            signer=self.signer, gateway_id=self.gateway_id, lane=lane, seq=seq, prev_digest=prev_digest,
-            created_ms=self.clock_ms(), rows=rows, codec=self.codec,
+            signer=self.signer,
+            gateway_id=self.gateway_id,
+            lane=lane,
+            seq=seq,
+            prev_digest=prev_digest,
+            created_ms=self.clock_ms(),
+            rows=rows,
+            codec=self.codec,
         )
         return frame.to_bytes(), frame.header.digest()
 
@@ -140,9 +146,10 @@ class SyncClient:
 
     async def _send(self, session: aiohttp.ClientSession, batch: PendingBatch) -> None:
         self.stats.batches_sent += 1
-        async with asyncio.timeout(self.timeout_s), session.post(
-            self.url, data=batch.frame, headers={"Content-Type": FRAME_CONTENT_TYPE}
-        ) as resp:
+        async with (
+            asyncio.timeout(self.timeout_s),
+            session.post(self.url, data=batch.frame, headers={"Content-Type": FRAME_CONTENT_TYPE}) as resp,
+        ):
             try:
                 body = await resp.json(content_type=None)
             except ValueError:

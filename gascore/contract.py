@@ -45,8 +45,11 @@ class ContractError(ValueError):
 
 
 class _Signer(Protocol):
-    alg: str
-    key_id: str
+    @property
+    def alg(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
 
     def sign(self, message: bytes) -> bytes: ...
 
@@ -110,7 +113,7 @@ class BatchHeader:
 
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer")
+        raise ValueError(f"{name} must be an integer")  # noqa: TRY004 - reported as ContractError
     return value
 
 
@@ -132,6 +135,7 @@ def canonical_json(obj: Any) -> bytes:
 
 
 # ---- body codecs -------------------------------------------------------------------------
+
 
 def encode_rows(rows: Sequence[list[Any]], codec: Codec) -> bytes:
     if codec == "json":
@@ -166,6 +170,7 @@ def rows_to_records(lane: Lane, rows: list[list[Any]]) -> list[Reading] | list[E
 
 # ---- frames ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     header: BatchHeader
@@ -199,9 +204,17 @@ def build_frame(
 ) -> Frame:
     body = encode_rows(rows, codec)
     header = BatchHeader(
-        v=PROTOCOL_VERSION, gateway_id=gateway_id, lane=lane, seq=seq, prev_digest=prev_digest,
-        created_ms=created_ms, count=len(rows), codec=codec, key_id=signer.key_id,
-        sig_alg=signer.alg, body_digest=sm3_digest(body).hex(),
+        v=PROTOCOL_VERSION,
+        gateway_id=gateway_id,
+        lane=lane,
+        seq=seq,
+        prev_digest=prev_digest,
+        created_ms=created_ms,
+        count=len(rows),
+        codec=codec,
+        key_id=signer.key_id,
+        sig_alg=signer.alg,
+        body_digest=sm3_digest(body).hex(),
     )
     header_bytes = header.canonical()
     return Frame(header, header_bytes, signer.sign(header_bytes), body)

@@ -88,7 +88,11 @@ class ThingModelFile(_Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ThingModelFile:
-        for kind, items in (("property", self.properties), ("event", self.events), ("service", self.services)):
+        for kind, items in (
+            ("property", self.properties),
+            ("event", self.events),
+            ("service", self.services),
+        ):
             ids = [i.id for i in items]
             dup = sorted({i for i in ids if ids.count(i) > 1})
             if dup:
@@ -128,8 +132,13 @@ def resolve(files: Mapping[str, ThingModelFile], model_id: str, _seen: tuple[str
     events.update({e.id: e for e in mf.events})
     services.update({s.id: s for s in mf.services})
     return ThingModel(
-        id=mf.id, version=mf.version, name=mf.name, lineage=(*lineage, mf.id),
-        properties=props, events=events, services=services,
+        id=mf.id,
+        version=mf.version,
+        name=mf.name,
+        lineage=(*lineage, mf.id),
+        properties=props,
+        events=events,
+        services=services,
     )
 
 

@@ -60,9 +60,7 @@ def _no_duplicate_keys(loader: _LineLoader, node: yaml.Node, path: str) -> list[
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             if key_node.value in seen:
-                problems.append(
-                    Problem(path, key_node.start_mark.line + 1, str(key_node.value), "duplicate key")
-                )
+                problems.append(Problem(path, key_node.start_mark.line + 1, str(key_node.value), "duplicate key"))
             seen.add(key_node.value)
             problems += _no_duplicate_keys(loader, value_node, path)
     elif isinstance(node, yaml.SequenceNode):

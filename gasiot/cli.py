@@ -51,14 +51,17 @@ def _run(coro: object) -> None:
 
 # ---- edge ------------------------------------------------------------------------------------
 
+
 @edge_app.command("check")
 def edge_check(config: Path) -> None:
     """Validate a station file and the thing models it uses; exit 2 on any error."""
     station = _load_station(config)
     cfg = station.config
     points = sum(len(d.points) for d in cfg.devices)
-    typer.echo(f"{config}: OK — gateway {cfg.gateway.id}, {len(cfg.channels)} channels, "
-               f"{len(cfg.devices)} devices, {points} points")
+    typer.echo(
+        f"{config}: OK — gateway {cfg.gateway.id}, {len(cfg.channels)} channels, "
+        f"{len(cfg.devices)} devices, {points} points"
+    )
 
 
 @edge_app.command("schema")
@@ -99,10 +102,15 @@ def edge_enroll(
     if alg not in ("sm2-sm3", "ed25519"):
         raise _fail("error: --alg must be sm2-sm3 or ed25519")
     try:
-        key_id = asyncio.run(enroll(
-            cloud_url=cloud or station.config.gateway.cloud_url, gateway_id=station.config.gateway.id,
-            token=token, key_file=station.key_file, alg=alg,  # type: ignore[arg-type]
-        ))
+        key_id = asyncio.run(
+            enroll(
+                cloud_url=cloud or station.config.gateway.cloud_url,
+                gateway_id=station.config.gateway.id,
+                token=token,
+                key_file=station.key_file,
+                alg=alg,  # type: ignore[arg-type]
+            )
+        )
     except EnrollError as err:
         raise _fail(f"error: {err}") from None
     typer.echo(f"enrolled {station.config.gateway.id}: key id {key_id}, private key in {station.key_file}")
@@ -129,6 +137,7 @@ def edge_status(config: Path) -> None:
 
 
 # ---- cloud -----------------------------------------------------------------------------------
+
 
 @cloud_app.command("serve")
 def cloud_serve(
@@ -169,6 +178,7 @@ def cloud_api_key(
 
 # ---- simulator -------------------------------------------------------------------------------
 
+
 @sim_app.command("regulator")
 def sim_regulator(
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port)")] = 5020,
@@ -188,10 +198,9 @@ def sim_regulator(
 
 # ---- keys ------------------------------------------------------------------------------------
 
+
 @keys_app.command("generate")
-def keys_generate(
-    out: Path, alg: Annotated[str, typer.Option(help="sm2-sm3 or ed25519")] = "sm2-sm3"
-) -> None:
+def keys_generate(out: Path, alg: Annotated[str, typer.Option(help="sm2-sm3 or ed25519")] = "sm2-sm3") -> None:
     """Generate a key pair into OUT (mode 0600)."""
     from gascore.crypto import CryptoError, generate_signer, write_key_file
 
@@ -214,11 +223,16 @@ def keys_show(path: Path) -> None:
         signer = load_key_file(path)
     except CryptoError as err:
         raise _fail(f"error: {err}") from None
-    typer.echo(json.dumps({"alg": signer.alg, "key_id": signer.key_id,
-                           "public_key": signer.public_key_bytes().hex()}, indent=2))
+    typer.echo(
+        json.dumps(
+            {"alg": signer.alg, "key_id": signer.key_id, "public_key": signer.public_key_bytes().hex()},
+            indent=2,
+        )
+    )
 
 
 # ---- demo ------------------------------------------------------------------------------------
+
 
 @app.command("demo")
 def demo(

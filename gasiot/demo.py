@@ -20,7 +20,7 @@ from rich.table import Table
 
 from cloud.app import INGESTOR, create_app
 from cloud.repository import SqliteRepository
-from cloud.server import create_api_key
+from cloud.server import bound_port, create_api_key
 from edge.config import load_station
 from edge.enroll import enroll
 from edge.runtime import Gateway
@@ -38,16 +38,33 @@ def station_yaml(cloud_url: str, ports: list[int], data_dir: Path) -> dict[str, 
     template = yaml.safe_load(STATION_FILE.read_text(encoding="utf-8"))
     points = template["devices"][0]["points"]
     return {
-        "gateway": {"id": "gw-demo-01", "name": "demo station", "cloud_url": cloud_url, "data_dir": str(data_dir)},
+        "gateway": {
+            "id": "gw-demo-01",
+            "name": "demo station",
+            "cloud_url": cloud_url,
+            "data_dir": str(data_dir),
+        },
         "models": [str(MODELS_DIR)],
         "sync": {"max_batch_age_s": 0.5},
         "channels": [
-            {"id": f"box{i + 1}-link", "driver": "modbus_tcp", "host": "127.0.0.1", "port": p, "timeout_s": 0.5}
+            {
+                "id": f"box{i + 1}-link",
+                "driver": "modbus_tcp",
+                "host": "127.0.0.1",
+                "port": p,
+                "timeout_s": 0.5,
+            }
             for i, p in enumerate(ports)
         ],
         "devices": [
-            {"id": f"rbox-{i + 1}", "model": "regulator_box", "channel": f"box{i + 1}-link", "unit_id": 1,
-             "poll_interval_s": 0.5, "points": points}
+            {
+                "id": f"rbox-{i + 1}",
+                "model": "regulator_box",
+                "channel": f"box{i + 1}-link",
+                "unit_id": 1,
+                "poll_interval_s": 0.5,
+                "points": points,
+            }
             for i in range(len(ports))
         ],
     }
@@ -94,8 +111,7 @@ async def run_demo(*, seconds: float | None, boxes: int, workdir: Path | None) -
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    port = bound_port(site)
     cloud_url = f"http://127.0.0.1:{port}"
 
     sims = [RegulatorSimServer(scenario=SCENARIOS[i % len(SCENARIOS)], seed=i + 1) for i in range(boxes)]
@@ -108,8 +124,9 @@ async def run_demo(*, seconds: float | None, boxes: int, workdir: Path | None) -
         async with http.post(f"{cloud_url}/v1/enrollment-tokens", json={"gateway_id": "gw-demo-01"}) as r:
             token = (await r.json())["token"]
         await enroll(cloud_url=cloud_url, gateway_id="gw-demo-01", token=token, key_file=station.key_file)
-        console.print(f"cloud {cloud_url} · {boxes} simulated regulator boxes · gateway enrolled (SM2) · "
-                      f"files in {tmp}")
+        console.print(
+            f"cloud {cloud_url} · {boxes} simulated regulator boxes · gateway enrolled (SM2) · files in {tmp}"
+        )
         gateway = Gateway.build(station)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

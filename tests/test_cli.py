@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.station import station_dict, write_station
 
 
@@ -23,14 +24,30 @@ def gasiot(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def cloud(tmp_path: Path) -> Iterator[tuple[str, str]]:
     key_file = tmp_path / "admin.key"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gasiot", "cloud", "serve", "--db", f"sqlite:///{tmp_path / 'cloud.db'}",
-         "--listen", "127.0.0.1:0", "--admin-key-file", str(key_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gasiot",
+            "cloud",
+            "serve",
+            "--db",
+            f"sqlite:///{tmp_path / 'cloud.db'}",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the server reports its address
-        assert line.startswith("gasiot cloud listening on "), (line, proc.stderr.read() if proc.stderr else "")
+        assert line.startswith("gasiot cloud listening on "), (
+            line,
+            proc.stderr.read() if proc.stderr else "",
+        )
         url = line.split()[-1]
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         yield url, key_file.read_text().strip()
@@ -46,17 +63,21 @@ def cloud(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 def token(url: str, admin_key: str, gateway_id: str) -> str:
     req = urllib.request.Request(
-        f"{url}/v1/enrollment-tokens", data=json.dumps({"gateway_id": gateway_id}).encode(), method="POST",
+        f"{url}/v1/enrollment-tokens",
+        data=json.dumps({"gateway_id": gateway_id}).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback test server
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return str(json.loads(resp.read())["token"])
 
 
 def test_enroll_writes_a_private_key_and_a_token_works_once(tmp_path: Path, cloud: tuple[str, str]) -> None:
     url, admin_key = cloud
-    station = write_station(tmp_path / "station.yaml",
-                            station_dict(cloud_url=url, data_dir=tmp_path / "edge", ports=[5020], gateway_id="gw-cli"))
+    station = write_station(
+        tmp_path / "station.yaml",
+        station_dict(cloud_url=url, data_dir=tmp_path / "edge", ports=[5020], gateway_id="gw-cli"),
+    )
     t = token(url, admin_key, "gw-cli")
     first = gasiot("edge", "enroll", str(station), "--token", t)
     assert first.returncode == 0, first.stderr
@@ -75,8 +96,10 @@ def test_enroll_writes_a_private_key_and_a_token_works_once(tmp_path: Path, clou
 
 
 def test_edge_run_without_a_key_explains_what_to_do(tmp_path: Path) -> None:
-    station = write_station(tmp_path / "station.yaml",
-                            station_dict(cloud_url="http://127.0.0.1:9", data_dir=tmp_path / "edge", ports=[5020]))
+    station = write_station(
+        tmp_path / "station.yaml",
+        station_dict(cloud_url="http://127.0.0.1:9", data_dir=tmp_path / "edge", ports=[5020]),
+    )
     proc = gasiot("edge", "run", str(station))
     assert proc.returncode == 1
     assert "gateway.key" in proc.stderr and "gasiot edge enroll" in proc.stderr
@@ -95,8 +118,11 @@ def test_keys_generate_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_demo_runs_and_reports_no_loss(tmp_path: Path) -> None:
     proc = gasiot("demo", "--seconds", "4", "--boxes", "2", "--workdir", str(tmp_path / "demo"), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = {line.split("│")[1].strip(): line.split("│")[2].strip()
-             for line in proc.stdout.splitlines() if line.count("│") == 3}
+    lines = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in proc.stdout.splitlines()
+        if line.count("│") == 3
+    }
     assert int(lines["readings sampled at the edge"]) > 0
     assert lines["lost"] == "0" and lines["duplicates"] == "0" and lines["signature failures"] == "0"
     assert os.path.exists(tmp_path / "demo" / "cloud.db")

@@ -38,9 +38,7 @@ class ModbusPoint(_Strict):
     table: RegisterTable
     address: int = Field(ge=0, le=65535, description="zero-based PDU address")
     type: DataType = "uint16"
-    bit: int | None = Field(
-        default=None, ge=0, le=15, description="read one bit (0 = LSB) of a holding/input register"
-    )
+    bit: int | None = Field(default=None, ge=0, le=15, description="read one bit (0 = LSB) of a holding/input register")
     byte_order: Order = Field(default="big", description="byte order inside each 16-bit register (big = AB)")
     word_order: Order = Field(
         default="big", description="register order of multi-register values (big = high word first)"
@@ -76,6 +74,4 @@ class ModbusTcpChannel(_Strict):
     timeout_s: float = Field(default=1.0, gt=0, description="per request, including connect")
     max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
     max_bits: int = Field(default=2000, ge=1, le=2000, description="bits per coil/discrete read")
-    max_gap: int = Field(
-        default=8, ge=0, le=100, description="read across at most this many unused registers/bits"
-    )
+    max_gap: int = Field(default=8, ge=0, le=100, description="read across at most this many unused registers/bits")

@@ -157,9 +157,7 @@ class ModbusTcpDriver:
             self.statistics.exceptions += 1
             error = f"modbus_exception_{response.exception_code}"
             return [Sample(key, None, error) for key, _ in request.members]
-        words: Sequence[bool] | Sequence[int] = (
-            response.bits if request.table in BIT_TABLES else response.registers
-        )
+        words: Sequence[bool] | Sequence[int] = response.bits if request.table in BIT_TABLES else response.registers
         if len(words) < request.count:
             # The device answered, but with less than asked: a device fault, not a link fault.
             return [Sample(key, None, "short_response") for key, _ in request.members]
@@ -256,9 +254,7 @@ def _send_write(
     return client.write_registers(address, payload, device_id=unit)
 
 
-def _decode_member(
-    request: ReadRequest, key: str, point: ModbusPoint, words: Sequence[bool] | Sequence[int]
-) -> Sample:
+def _decode_member(request: ReadRequest, key: str, point: ModbusPoint, words: Sequence[bool] | Sequence[int]) -> Sample:
     offset = point.address - request.start
     if request.table in BIT_TABLES:
         return Sample(key, bool(words[offset]))

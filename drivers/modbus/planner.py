@@ -36,9 +36,7 @@ def _end(point: ModbusPoint) -> int:
     return point.address + point.width - 1
 
 
-def plan_reads(
-    points: Sequence[Member], *, max_registers: int, max_bits: int, max_gap: int
-) -> list[ReadRequest]:
+def plan_reads(points: Sequence[Member], *, max_registers: int, max_bits: int, max_gap: int) -> list[ReadRequest]:
     """Group ``points`` into read requests, ordered by table then address.
 
     Raises ValueError for duplicate keys or a point wider than the request limit.

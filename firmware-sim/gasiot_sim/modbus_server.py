@@ -137,12 +137,8 @@ class RegulatorSimServer:
 
     def _device(self) -> SimDevice:
         holding = [
-            SimData(
-                0, values=self._holding[: rm.SETPOINT_ADDRESS], datatype=DataType.REGISTERS, readonly=True
-            ),
-            SimData(
-                rm.SETPOINT_ADDRESS, values=self._holding[rm.SETPOINT_ADDRESS], datatype=DataType.REGISTERS
-            ),
+            SimData(0, values=self._holding[: rm.SETPOINT_ADDRESS], datatype=DataType.REGISTERS, readonly=True),
+            SimData(rm.SETPOINT_ADDRESS, values=self._holding[rm.SETPOINT_ADDRESS], datatype=DataType.REGISTERS),
         ]
         return SimDevice(
             id=rm.UNIT_ID,
@@ -235,9 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_regulator(args.host, args.port, scenario=args.scenario, seed=args.seed, on_ready=ready)
-        )
+        asyncio.run(run_regulator(args.host, args.port, scenario=args.scenario, seed=args.seed, on_ready=ready))
 
 
 if __name__ == "__main__":

@@ -147,9 +147,7 @@ class RegulatorBox:
         else:
             # Proportional regulator: droops a little with flow, first-order response, sensor noise.
             target = self._setpoint - 0.15 * self._flow / MAX_FLOW
-            self._outlet += (target - self._outlet) * min(1.0, dt / 2.0) + rng.gauss(0.0, 0.01) * math.sqrt(
-                dt
-            )
+            self._outlet += (target - self._outlet) * min(1.0, dt / 2.0) + rng.gauss(0.0, 0.01) * math.sqrt(dt)
         self._outlet = max(self._outlet, 0.0)
         if self._relief_open and self._outlet < RELIEF_CLOSE_KPA:
             self._relief_open = False

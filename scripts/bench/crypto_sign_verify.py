@@ -64,9 +64,7 @@ def bench_ed25519(message: bytes, seconds: float, max_ops: int) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="time budget per measurement")
     parser.add_argument("--max-ops", type=int, default=20_000, help="operation cap per measurement")
     parser.add_argument("--size", type=int, default=4096, help="message size in bytes (a batch)")

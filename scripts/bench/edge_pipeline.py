@@ -62,9 +62,16 @@ def run_pipeline(path: Path, points: list[tuple[str, ModbusPoint]], cycles: int,
     store = SqliteStore(path, max_telemetry_rows=10**9, synchronous=sync)
     name = Name(zh="x", en="x")
     specs = [
-        PointSpec(k, Property(id=k, name=name, type="bool" if p.type == "bool" else "float",
-                               range=None if p.type == "bool" else (-1e9, 1e9)),
-                  scale=1.0 if p.type != "uint16" else 0.01)
+        PointSpec(
+            k,
+            Property(
+                id=k,
+                name=name,
+                type="bool" if p.type == "bool" else "float",
+                range=None if p.type == "bool" else (-1e9, 1e9),
+            ),
+            scale=1.0 if p.type != "uint16" else 0.01,
+        )
         for k, p in points
     ]
     proc = DeviceProcessor("dev", specs, max_silent_ms=0)  # report every sample: worst case for the store
@@ -94,8 +101,10 @@ def run_bare(path: Path, rows_per_cycle: list[list[Reading]], sync: str) -> tupl
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={sync}")
-    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT, point TEXT, ts_ms INTEGER,"
-               " value, vt TEXT, quality TEXT)")
+    db.execute(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT, point TEXT, ts_ms INTEGER,"
+        " value, vt TEXT, quality TEXT)"
+    )
     prepared = [[(r.device, r.point, r.ts_ms, r.value, None, "good") for r in cycle] for cycle in rows_per_cycle]
     rows = 0
     t0 = time.perf_counter()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.cloud import CloudHandle, running_cloud
 
 from gascore.contract import GENESIS_DIGEST, Frame, build_frame
 from gascore.crypto import Signer, generate_signer
 from gascore.records import Lane, Reading
+from support.cloud import CloudHandle, running_cloud
 
 GW = "gw-sec"
 
@@ -32,15 +32,22 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def token_for(http: aiohttp.ClientSession, cloud: CloudHandle, gateway_id: str = GW) -> str:
-    async with http.post(f"{cloud.url}/v1/enrollment-tokens", json={"gateway_id": gateway_id},
-                         headers=cloud.auth()) as r:
+    async with http.post(
+        f"{cloud.url}/v1/enrollment-tokens", json={"gateway_id": gateway_id}, headers=cloud.auth()
+    ) as r:
         assert r.status == 201, await r.text()
         return str((await r.json())["token"])
 
 
-async def enroll(http: aiohttp.ClientSession, cloud: CloudHandle, signer: Signer, token: str,
-                 gateway_id: str = GW) -> aiohttp.ClientResponse:
-    body = {"gateway_id": gateway_id, "token": token, "alg": signer.alg, "public_key": signer.public_key_bytes().hex()}
+async def enroll(
+    http: aiohttp.ClientSession, cloud: CloudHandle, signer: Signer, token: str, gateway_id: str = GW
+) -> aiohttp.ClientResponse:
+    body = {
+        "gateway_id": gateway_id,
+        "token": token,
+        "alg": signer.alg,
+        "public_key": signer.public_key_bytes().hex(),
+    }
     async with http.post(f"{cloud.url}/v1/enroll", json=body) as r:
         await r.read()
         return r
@@ -50,10 +57,24 @@ def readings(n: int, start_ts: int = 1_700_000_000_000) -> list[list[object]]:
     return [Reading("box", "outlet_pressure", start_ts + i, 3.0 + i / 100).to_wire() for i in range(n)]
 
 
-def frame(signer: Signer, seq: int, prev: str, rows: list[list[object]], gateway_id: str = GW,
-          lane: Lane = Lane.TELEMETRY) -> Frame:
-    return build_frame(signer=signer, gateway_id=gateway_id, lane=lane, seq=seq, prev_digest=prev,
-                       created_ms=1_700_000_000_000, rows=rows, codec="cbor+zstd")
+def frame(
+    signer: Signer,
+    seq: int,
+    prev: str,
+    rows: list[list[object]],
+    gateway_id: str = GW,
+    lane: Lane = Lane.TELEMETRY,
+) -> Frame:
+    return build_frame(
+        signer=signer,
+        gateway_id=gateway_id,
+        lane=lane,
+        seq=seq,
+        prev_digest=prev,
+        created_ms=1_700_000_000_000,
+        rows=rows,
+        codec="cbor+zstd",
+    )
 
 
 async def post(http: aiohttp.ClientSession, cloud: CloudHandle, data: bytes) -> tuple[int, dict]:
@@ -128,8 +149,16 @@ async def test_wrong_key_is_refused(cloud, http, enrolled) -> None:
         def sign(self, message: bytes) -> bytes:
             return impostor.sign(message)
 
-    forged = build_frame(signer=Forger(), gateway_id=GW, lane=Lane.TELEMETRY, seq=1, prev_digest=GENESIS_DIGEST,
-                         created_ms=1, rows=readings(5), codec="json")
+    forged = build_frame(
+        signer=Forger(),
+        gateway_id=GW,
+        lane=Lane.TELEMETRY,
+        seq=1,
+        prev_digest=GENESIS_DIGEST,
+        created_ms=1,
+        rows=readings(5),
+        codec="json",
+    )
     status, body = await post(http, cloud, forged.to_bytes())
     assert status == 401 and body["error"] == "bad_signature"
     assert stored(cloud) == 0
@@ -148,7 +177,11 @@ async def test_gap_and_chain_breaks_are_refused_with_expected_seq(cloud, http, e
     await post(http, cloud, f1.to_bytes())
     status, body = await post(http, cloud, frame(enrolled, 3, f1.header.digest(), readings(2)).to_bytes())
     assert (status, body["error"], body["expected_seq"], body["last_digest"]) == (
-        409, "gap", 2, f1.header.digest())
+        409,
+        "gap",
+        2,
+        f1.header.digest(),
+    )
     status, body = await post(http, cloud, frame(enrolled, 2, GENESIS_DIGEST, readings(2)).to_bytes())
     assert (status, body["error"], body["expected_seq"]) == (409, "chain", 2)
     other = frame(enrolled, 1, GENESIS_DIGEST, readings(3))
@@ -207,8 +240,13 @@ async def test_every_api_endpoint_checks_the_role(cloud, http) -> None:
         assert r.status == 401
     async with http.post(url, json={"gateway_id": GW}, headers=cloud.auth(viewer)) as r:
         assert r.status == 403
-    for path in ("/v1/gateways", f"/v1/gateways/{GW}", f"/v1/gateways/{GW}/latest", f"/v1/gateways/{GW}/events",
-                 f"/v1/gateways/{GW}/devices/box/series?point=p"):
+    for path in (
+        "/v1/gateways",
+        f"/v1/gateways/{GW}",
+        f"/v1/gateways/{GW}/latest",
+        f"/v1/gateways/{GW}/events",
+        f"/v1/gateways/{GW}/devices/box/series?point=p",
+    ):
         async with http.get(cloud.url + path) as r:
             assert r.status == 401, path
     async with http.get(f"{cloud.url}/v1/gateways", headers=cloud.auth(viewer)) as r:

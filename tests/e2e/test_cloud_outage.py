@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from edge.runtime import Gateway
+from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
 from support.station import station_dict
 from support.wait import eventually
-
-from edge.runtime import Gateway
-from gasiot_sim.modbus_server import RegulatorSimServer
 
 
 async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
@@ -24,8 +23,12 @@ async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
         async with running_cloud(db) as cloud:
             port = cloud.port
             data = station_dict(
-                cloud_url=cloud.url, data_dir=tmp_path / "edge", ports=ports, gateway_id="gw-out",
-                poll_interval_s=0.05, store={"max_telemetry_rows": bound} if bound else None,
+                cloud_url=cloud.url,
+                data_dir=tmp_path / "edge",
+                ports=ports,
+                gateway_id="gw-out",
+                poll_interval_s=0.05,
+                store={"max_telemetry_rows": bound} if bound else None,
             )
             station = await enrolled_station(cloud, tmp_path / "station.yaml", data)
         # the cloud is down now
@@ -34,18 +37,23 @@ async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         target = 3 * bound if bound else 400
-        await eventually(lambda: store.counters().get("telemetry_appended_total", 0) >= target,
-                         what="readings buffered during the outage")
+        await eventually(
+            lambda: store.counters().get("telemetry_appended_total", 0) >= target,
+            what="readings buffered during the outage",
+        )
         assert gateway.sync is not None and gateway.sync.stats.failures > 0
         assert store.counters().get("telemetry_acked_total", 0) == 0
         if bound:
             assert store.counters()["telemetry_rows"] <= bound
 
         async with running_cloud(db, port) as cloud:  # back, same address, same database
+
             def delivered() -> bool:
                 c = store.counters()
-                return (c.get("telemetry_appended_total", 0) - c.get("telemetry_dropped_total", 0)
-                        == cloud.rows("SELECT count(*) FROM readings")[0][0])
+                return (
+                    c.get("telemetry_appended_total", 0) - c.get("telemetry_dropped_total", 0)
+                    == cloud.rows("SELECT count(*) FROM readings")[0][0]
+                )
 
             await eventually(delivered, timeout=30, what="backlog delivered after the outage")
             stop.set()

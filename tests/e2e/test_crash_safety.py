@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
 from support.station import station_dict
 from support.wait import eventually
-
-from gasiot_sim.modbus_server import RegulatorSimServer
 
 KILLS = 6
 
@@ -33,8 +33,17 @@ def edge_counters(db: Path) -> dict[str, int]:
 async def start_edge(station_file: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gasiot", "edge", "run", str(station_file), "--log-level", "INFO",
-            stdout=asyncio.subprocess.DEVNULL, stderr=sink, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            sys.executable,
+            "-m",
+            "gasiot",
+            "edge",
+            "run",
+            str(station_file),
+            "--log-level",
+            "INFO",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
 
@@ -46,8 +55,12 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
     try:
         async with running_cloud(tmp_path / "cloud.db") as cloud:
             data = station_dict(
-                cloud_url=cloud.url, data_dir=tmp_path / "edge", ports=ports, gateway_id="gw-crash",
-                poll_interval_s=0.05, sync={"max_batch_records": 40, "max_batch_age_s": 0.05},
+                cloud_url=cloud.url,
+                data_dir=tmp_path / "edge",
+                ports=ports,
+                gateway_id="gw-crash",
+                poll_interval_s=0.05,
+                sync={"max_batch_records": 40, "max_batch_age_s": 0.05},
             )
             station = await enrolled_station(cloud, tmp_path / "station.yaml", data)
             db = station.data_dir / "gateway.db"
@@ -78,8 +91,7 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
             assert counters.get("telemetry_dropped_total", 0) == 0
             stored = cloud_count()
             assert stored == committed, f"cloud {stored} != committed at edge {committed}"
-            (distinct,) = cloud.rows(
-                "SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)")[0]
+            (distinct,) = cloud.rows("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)")[0]
             assert distinct == stored, "duplicates in the cloud"
             # in order: per point, timestamps strictly increase in storage order
             rows = cloud.rows("SELECT device, point, ts_ms FROM readings ORDER BY rowid")
@@ -87,8 +99,12 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
             for device, point, ts in rows:
                 assert ts > last.get((device, point), -1), (device, point, ts)
                 last[(device, point)] = ts
-            seqs = [s for (s,) in cloud.rows(
-                "SELECT seq FROM batches WHERE gateway_id='gw-crash' AND lane='telemetry' ORDER BY seq")]
+            seqs = [
+                s
+                for (s,) in cloud.rows(
+                    "SELECT seq FROM batches WHERE gateway_id='gw-crash' AND lane='telemetry' ORDER BY seq"
+                )
+            ]
             assert seqs == list(range(1, len(seqs) + 1))
             online = cloud.rows("SELECT count(*) FROM events WHERE kind='device_online'")[0][0]
             assert online >= 2 * (KILLS + 1) - 2  # each start reports its devices online (last kill may race)

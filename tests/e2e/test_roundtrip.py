@@ -7,21 +7,26 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
+from edge.runtime import Gateway
+from gasiot_sim.modbus_server import RegulatorSimServer
+from gasiot_sim.test_pattern import TEST_PATTERN
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
 from support.station import FIXTURE_MODELS, MODELS, REGULATOR_POINTS
 from support.wait import eventually
 
-from edge.runtime import Gateway
-from gasiot_sim.modbus_server import RegulatorSimServer
-from gasiot_sim.test_pattern import TEST_PATTERN
-
 
 def pattern_points() -> dict[str, dict[str, object]]:
     points: dict[str, dict[str, object]] = {}
     for key, p in TEST_PATTERN.items():
-        binding: dict[str, object] = {"table": "input", "address": p.address, "type": p.type,
-                                      "byte_order": p.byte_order, "word_order": p.word_order}
+        binding: dict[str, object] = {
+            "table": "input",
+            "address": p.address,
+            "type": p.type,
+            "byte_order": p.byte_order,
+            "word_order": p.word_order,
+        }
         if p.bit is not None:
             binding["bit"] = p.bit
         points[key] = binding
@@ -40,10 +45,20 @@ async def test_cloud_holds_exactly_what_the_simulator_served(tmp_path: Path, cod
                 "sync": {"codec": codec, "max_batch_age_s": 0.1},
                 "channels": [{"id": "link", "driver": "modbus_tcp", "host": "127.0.0.1", "port": port}],
                 "devices": [
-                    {"id": "pattern", "model": "test_pattern", "channel": "link", "poll_interval_s": 0.1,
-                     "points": pattern_points()},
-                    {"id": "box", "model": "regulator_box", "channel": "link", "poll_interval_s": 0.1,
-                     "points": REGULATOR_POINTS},
+                    {
+                        "id": "pattern",
+                        "model": "test_pattern",
+                        "channel": "link",
+                        "poll_interval_s": 0.1,
+                        "points": pattern_points(),
+                    },
+                    {
+                        "id": "box",
+                        "model": "regulator_box",
+                        "channel": "link",
+                        "poll_interval_s": 0.1,
+                        "points": REGULATOR_POINTS,
+                    },
                 ],
             }
             station = await enrolled_station(cloud, tmp_path / "station.yaml", data)
@@ -51,8 +66,10 @@ async def test_cloud_holds_exactly_what_the_simulator_served(tmp_path: Path, cod
             stop = asyncio.Event()
             task = asyncio.create_task(gateway.run(stop))
             expected_points = len(TEST_PATTERN) + len(REGULATOR_POINTS)
-            await eventually(lambda: len(cloud.repo.latest("gw-rt", None)) == expected_points,
-                             what="every point in the cloud")
+            await eventually(
+                lambda: len(cloud.repo.latest("gw-rt", None)) == expected_points,
+                what="every point in the cloud",
+            )
             stop.set()
             await task
 
@@ -71,6 +88,8 @@ async def test_cloud_holds_exactly_what_the_simulator_served(tmp_path: Path, cod
                 else:
                     assert row["value"] == want_value, key
             events = cloud.repo.events("gw-rt", None, 0, 2**62, 100)
-            assert {("pattern", "device_online"), ("box", "device_online")} <= {(e["device"], e["kind"]) for e in events}
+            assert {("pattern", "device_online"), ("box", "device_online")} <= {
+                (e["device"], e["kind"]) for e in events
+            }
     finally:
         await sim.stop()

@@ -38,7 +38,10 @@ def test_config_case(case: Path) -> None:
 def test_check_command_exits_nonzero_and_names_the_line() -> None:
     case = Path(__file__).parent / "config_cases" / "unit_mismatch.yaml"
     proc = subprocess.run(
-        [sys.executable, "-m", "gasiot", "edge", "check", str(case)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gasiot", "edge", "check", str(case)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert f"{case}{expectation(case)}" in proc.stderr
@@ -47,7 +50,10 @@ def test_check_command_exits_nonzero_and_names_the_line() -> None:
 def test_check_command_accepts_the_shipped_station() -> None:
     station = Path(__file__).resolve().parents[2] / "configs" / "stations" / "demo-station.yaml"
     proc = subprocess.run(
-        [sys.executable, "-m", "gasiot", "edge", "check", str(station)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gasiot", "edge", "check", str(station)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "OK" in proc.stdout
@@ -57,7 +63,11 @@ def test_schema_command_prints_a_json_schema() -> None:
     import json
 
     proc = subprocess.run(
-        [sys.executable, "-m", "gasiot", "edge", "schema"], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-m", "gasiot", "edge", "schema"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     schema = json.loads(proc.stdout)
     assert schema["additionalProperties"] is False

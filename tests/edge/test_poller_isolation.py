@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from support.station import REGULATOR_POINTS, station_dict, write_station
-from support.wait import eventually
-
 from edge.config import load_station
 from edge.runtime import Gateway
 from gascore.crypto import generate_signer
 from gascore.records import Lane
 from gasiot_sim.modbus_server import RegulatorSimServer
+from support.station import REGULATOR_POINTS, station_dict, write_station
+from support.wait import eventually
 
 
 async def test_silent_device_does_not_stall_healthy_one(tmp_path: Path) -> None:
@@ -28,8 +27,12 @@ async def test_silent_device_does_not_stall_healthy_one(tmp_path: Path) -> None:
     sim = RegulatorSimServer(seed=9, tick_s=0.05)
     live_port = await sim.start()
     try:
-        data = station_dict(cloud_url="http://127.0.0.1:9", data_dir=tmp_path / "edge",
-                            ports=[live_port, dead_port], poll_interval_s=0.05)
+        data = station_dict(
+            cloud_url="http://127.0.0.1:9",
+            data_dir=tmp_path / "edge",
+            ports=[live_port, dead_port],
+            poll_interval_s=0.05,
+        )
         station = load_station(write_station(tmp_path / "station.yaml", data))
         gateway = Gateway.build(station, signer=generate_signer("ed25519"))
         live, dead = gateway.pollers

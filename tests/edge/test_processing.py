@@ -14,8 +14,11 @@ def spec(key: str, type_: str = "float", rng: tuple[float, float] | None = None,
 
 
 def test_scale_offset_type_and_range() -> None:
-    proc = DeviceProcessor("d", [spec("t", rng=(-40, 80), scale=0.1, offset=-50.0),
-                                 spec("n", "int", scale=0.5), spec("b", "bool")], 60_000)
+    proc = DeviceProcessor(
+        "d",
+        [spec("t", rng=(-40, 80), scale=0.1, offset=-50.0), spec("n", "int", scale=0.5), spec("b", "bool")],
+        60_000,
+    )
     out = proc.process([Sample("t", 1534), Sample("n", 7), Sample("b", True)], 1)
     by = {r.point: r for r in out}
     assert by["t"].value == 103.4 - 0.0 - 0 or abs(by["t"].value - 103.4) < 1e-9  # type: ignore[operator]
@@ -27,10 +30,10 @@ def test_scale_offset_type_and_range() -> None:
 def test_deadband_and_max_silent_interval() -> None:
     proc = DeviceProcessor("d", [spec("p", deadband=0.5)], max_silent_ms=10_000)
     assert len(proc.process([Sample("p", 10.0)], 0)) == 1
-    assert proc.process([Sample("p", 10.4)], 1_000) == []          # inside deadband
-    assert len(proc.process([Sample("p", 10.6)], 2_000)) == 1      # outside
+    assert proc.process([Sample("p", 10.4)], 1_000) == []  # inside deadband
+    assert len(proc.process([Sample("p", 10.6)], 2_000)) == 1  # outside
     assert proc.process([Sample("p", 10.6)], 11_000) == []
-    assert len(proc.process([Sample("p", 10.6)], 12_000)) == 1     # max silent interval reached
+    assert len(proc.process([Sample("p", 10.6)], 12_000)) == 1  # max silent interval reached
 
 
 def test_no_deadband_reports_changes_only() -> None:

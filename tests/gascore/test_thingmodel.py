@@ -18,8 +18,20 @@ def test_shipped_models_load_and_inherit_the_common_base() -> None:
     assert "common_device" not in lib.models  # abstract
     box = lib.models["regulator_box"]
     assert box.lineage == ("common_device", "regulator_box")
-    for prop in ("online", "rssi", "battery", "fw_version", "inlet_pressure", "outlet_pressure", "temperature",
-                 "filter_dp", "slam_shut_closed", "relief_valve_open", "door_open", "box_methane"):
+    for prop in (
+        "online",
+        "rssi",
+        "battery",
+        "fw_version",
+        "inlet_pressure",
+        "outlet_pressure",
+        "temperature",
+        "filter_dp",
+        "slam_shut_closed",
+        "relief_valve_open",
+        "door_open",
+        "box_methane",
+    ):
         assert prop in box.properties, prop
     assert box.properties["inlet_pressure"].unit == "MPa" and box.properties["outlet_pressure"].unit == "kPa"
     assert box.properties["setpoint"].access == "rw"
@@ -36,8 +48,12 @@ def write(folder: Path, name: str, text: str) -> None:
 
 
 def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
-    write(tmp_path, "m.yaml", "id: m\nversion: 1\nname: {zh: 甲, en: A}\nproperties:\n"
-          "  - id: p\n    name: {zh: 乙, en: B}\n    type: float\n    range: [5, 1]\n")
+    write(
+        tmp_path,
+        "m.yaml",
+        "id: m\nversion: 1\nname: {zh: 甲, en: A}\nproperties:\n"
+        "  - id: p\n    name: {zh: 乙, en: B}\n    type: float\n    range: [5, 1]\n",
+    )
     with pytest.raises(ConfigError) as info:
         ModelLibrary.load([tmp_path])
     text = str(info.value)
@@ -48,12 +64,20 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     ("body", "expected"),
     [
         ("id: m\nversion: 1\nname: {zh: a, en: a}\nextends: nothing\n", "unknown base model 'nothing'"),
-        ("id: m\nversion: 0\nname: {zh: a, en: a}\n", ":2: version: Input should be greater than or equal to 1"),
+        (
+            "id: m\nversion: 0\nname: {zh: a, en: a}\n",
+            ":2: version: Input should be greater than or equal to 1",
+        ),
         ("id: m\nversion: 1\nname: {zh: a, en: a}\ncolour: red\n", ":4: colour: unknown key"),
-        ("id: m\nversion: 1\nname: {zh: a, en: a}\nproperties:\n  - {id: e, name: {zh: a, en: a}, type: enum}\n",
-         "an enum property needs `values`"),
-        ("id: m\nversion: 1\nname: {zh: a, en: a}\nproperties:\n  - {id: a, name: {zh: a, en: a}, type: int}\n"
-         "  - {id: a, name: {zh: a, en: a}, type: int}\n", "duplicate property id(s): a"),
+        (
+            "id: m\nversion: 1\nname: {zh: a, en: a}\nproperties:\n  - {id: e, name: {zh: a, en: a}, type: enum}\n",
+            "an enum property needs `values`",
+        ),
+        (
+            "id: m\nversion: 1\nname: {zh: a, en: a}\nproperties:\n  - {id: a, name: {zh: a, en: a}, type: int}\n"
+            "  - {id: a, name: {zh: a, en: a}, type: int}\n",
+            "duplicate property id(s): a",
+        ),
     ],
 )
 def test_model_problems(tmp_path: Path, body: str, expected: str) -> None:

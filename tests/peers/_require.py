@@ -28,9 +28,7 @@ def require_tool(name: str) -> str:
 def require_pkg_config(package: str) -> list[str]:
     """Compiler and linker flags for ``package`` from pkg-config; skip/fail when unavailable."""
     pkg_config = require_tool("pkg-config")
-    result = subprocess.run(
-        [pkg_config, "--cflags", "--libs", package], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([pkg_config, "--cflags", "--libs", package], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         _missing(f"pkg-config does not know {package!r}: {result.stderr.strip()}")
     return result.stdout.split()

@@ -133,9 +133,7 @@ WRITES = [  # (point, value, raw registers libmodbus must end up holding)
 ]
 
 
-@pytest.mark.parametrize(
-    ("point", "value", "raw"), WRITES, ids=[f"{p.type}@{p.address}" for p, _, _ in WRITES]
-)
+@pytest.mark.parametrize(("point", "value", "raw"), WRITES, ids=[f"{p.type}@{p.address}" for p, _, _ in WRITES])
 async def test_driver_writes_land_as_expected_in_libmodbus(
     driver: ModbusTcpDriver, point: ModbusPoint, value: float, raw: list[int]
 ) -> None:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from _require import require_tool
+
 from gasiot_sim import register_map as rm
 from gasiot_sim.modbus_server import RegulatorSimServer
 from gasiot_sim.test_pattern import PATTERN_COUNT, TEST_PATTERN, pattern_registers
@@ -60,9 +61,7 @@ async def test_mbpoll_reads_the_test_pattern(sim):
 )
 async def test_mbpoll_decodes_pattern_values_like_we_do(sim, key, type_flag, big_word_flag):
     point = TEST_PATTERN[key]
-    printed = await mbpoll(
-        sim.port, "-t", type_flag, *big_word_flag, "-r", str(point.address), "-c", "1", "127.0.0.1"
-    )
+    printed = await mbpoll(sim.port, "-t", type_flag, *big_word_flag, "-r", str(point.address), "-c", "1", "127.0.0.1")
     assert float(printed[point.address]) == point.value
 
 

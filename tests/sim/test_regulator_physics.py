@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from gasiot_sim.regulator import (
     RELIEF_OPEN_KPA,
     SLAM_SHUT_TRIP_KPA,

@@ -8,6 +8,8 @@ import re
 import sys
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
 from gasiot_sim import register_map as rm
 from gasiot_sim.modbus_server import RegulatorSimServer, run_regulator
 from gasiot_sim.regulator import SLAM_SHUT_TRIP_KPA, RegulatorState
@@ -19,7 +21,6 @@ from gasiot_sim.test_pattern import (
     TEST_PATTERN,
     pattern_registers,
 )
-from pymodbus.client import AsyncModbusTcpClient
 
 FROZEN = 3600.0
 
@@ -199,9 +200,7 @@ async def test_start_twice_is_an_error(sim):
 
 async def test_run_regulator_until_cancelled():
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        run_regulator("127.0.0.1", 0, scenario="normal", seed=1, on_ready=ready.set_result)
-    )
+    task = asyncio.create_task(run_regulator("127.0.0.1", 0, scenario="normal", seed=1, on_ready=ready.set_result))
     async with asyncio.timeout(5):
         port = await ready
     c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0, reconnect_delay=0)

@@ -12,7 +12,7 @@ from aiohttp import web
 from cloud.app import INGESTOR, create_app
 from cloud.ingest import Ingestor
 from cloud.repository import SqliteRepository
-from cloud.server import create_api_key
+from cloud.server import bound_port, create_api_key
 
 
 @dataclass
@@ -43,7 +43,7 @@ async def start_cloud(db_path: Path, port: int = 0) -> CloudHandle:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = bound_port(site)
     return CloudHandle(f"http://127.0.0.1:{bound}", bound, repo, app, admin_key, runner)
 
 

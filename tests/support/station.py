@@ -17,9 +17,16 @@ REGULATOR_POINTS: dict[str, Any] = yaml.safe_load(
 
 
 def station_dict(
-    *, cloud_url: str, data_dir: Path, ports: list[int], gateway_id: str = "gw-test",
-    poll_interval_s: float = 0.2, points: dict[str, Any] | None = None, model: str = "regulator_box",
-    store: dict[str, Any] | None = None, sync: dict[str, Any] | None = None,
+    *,
+    cloud_url: str,
+    data_dir: Path,
+    ports: list[int],
+    gateway_id: str = "gw-test",
+    poll_interval_s: float = 0.2,
+    points: dict[str, Any] | None = None,
+    model: str = "regulator_box",
+    store: dict[str, Any] | None = None,
+    sync: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "gateway": {"id": gateway_id, "cloud_url": cloud_url, "data_dir": str(data_dir)},
@@ -31,8 +38,14 @@ def station_dict(
             for i, p in enumerate(ports)
         ],
         "devices": [
-            {"id": f"dev{i}", "model": model, "channel": f"link{i}", "unit_id": 1,
-             "poll_interval_s": poll_interval_s, "points": points or REGULATOR_POINTS}
+            {
+                "id": f"dev{i}",
+                "model": model,
+                "channel": f"link{i}",
+                "unit_id": 1,
+                "poll_interval_s": poll_interval_s,
+                "points": points or REGULATOR_POINTS,
+            }
             for i in range(len(ports))
         ],
     }

@@ -7,12 +7,12 @@ import math
 import socket
 
 import pytest
-from gasiot_sim.modbus_server import RegulatorSimServer
-from gasiot_sim.regulator import SLAM_SHUT_TRIP_KPA
-from gasiot_sim.test_pattern import TEST_PATTERN
 
 from drivers.base import CommError, DeviceError, Sample
 from drivers.modbus import CodecError, ModbusPoint, ModbusTcpChannel, ModbusTcpDriver
+from gasiot_sim.modbus_server import RegulatorSimServer
+from gasiot_sim.regulator import SLAM_SHUT_TRIP_KPA
+from gasiot_sim.test_pattern import TEST_PATTERN
 
 FROZEN = 3600.0  # tick period long enough that the physics never moves during a test
 
