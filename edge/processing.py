@@ -37,6 +37,9 @@ def to_engineering(spec: PointSpec, raw: float | int | bool) -> Value:
     return float(value)
 
 
+_BOOL, _FLOAT, _INT = 0, 1, 2
+
+
 @dataclass(slots=True)
 class _Point:
     spec: PointSpec
@@ -44,6 +47,8 @@ class _Point:
     hi: float
     checks_range: bool
     deadband: float
+    kind: int
+    scaled: bool
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
@@ -64,6 +69,8 @@ class DeviceProcessor:
                 rng[1] if rng else math.inf,
                 rng is not None and s.prop.type in ("int", "float"),
                 s.deadband if s.deadband is not None else 0.0,
+                _BOOL if s.prop.type == "bool" else _INT if s.prop.type in ("int", "enum") else _FLOAT,
+                s.scale != 1.0 or s.offset != 0.0,
             )
 
     @property
@@ -81,9 +88,15 @@ class DeviceProcessor:
             if sample.error is not None or raw is None:
                 value, quality = None, DEVICE_ERROR
             else:
-                value = to_engineering(pt.spec, raw)
+                kind = pt.kind
+                if kind == _BOOL:
+                    value = bool(raw)
+                else:
+                    if pt.scaled:
+                        raw = raw * pt.spec.scale + pt.spec.offset
+                    value = float(raw) if kind == _FLOAT else round(raw)
                 quality = GOOD
-                if pt.checks_range and not (pt.lo <= value <= pt.hi):  # type: ignore[operator]
+                if pt.checks_range and not (pt.lo <= value <= pt.hi):
                     quality = OUT_OF_RANGE  # NaN lands here too: comparisons with NaN are False
             last_quality = pt.last_quality
             if last_quality is not None and quality is last_quality and ts_ms - pt.last_ts < max_silent:

@@ -109,7 +109,7 @@ class SqliteStore:
                             r.ts_ms,
                             r.value,
                             "b" if r.value.__class__ is bool else None,
-                            r.quality.value,
+                            r.quality,
                         )
                         for r in readings
                     ],

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Value = float | int | bool | str | None
+MAX_STRING_VALUE = 1024
 
 
 class Lane(enum.StrEnum):
@@ -57,13 +58,18 @@ OUT_OF_RANGE = Quality.BAD_OUT_OF_RANGE
 DEVICE_ERROR = Quality.BAD_DEVICE_ERROR
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
+    """One property value of one device at one time.
+
+    A NamedTuple rather than a frozen dataclass: immutable and slotted all the same, but built
+    about twice as fast, and the edge builds one per point per poll (see scripts/bench).
+    """
+
     device: str
     point: str
     ts_ms: int
     value: Value
-    quality: Quality = GOOD
+    quality: Quality = Quality.GOOD
 
     def to_wire(self) -> list[Any]:
         return [self.device, self.point, self.ts_ms, self.value, self.quality.value]
@@ -71,7 +77,15 @@ class Reading:
     @classmethod
     def from_wire(cls, row: list[Any]) -> Reading:
         device, point, ts_ms, value, quality = row
-        return cls(str(device), str(point), int(ts_ms), value, Quality(quality))
+        if not isinstance(device, str) or not isinstance(point, str) or not device or not point:
+            raise TypeError("device and point must be non-empty strings")
+        if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
+            raise TypeError(f"ts_ms must be an integer, not {ts_ms!r}")
+        if value is not None and not isinstance(value, int | float | str):
+            raise TypeError(f"value must be a number, bool, string or null, not {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_STRING_VALUE:
+            raise TypeError(f"string value longer than {MAX_STRING_VALUE} characters")
+        return cls(device, point, ts_ms, value, Quality(quality))
 
 
 class EventLevel(enum.StrEnum):

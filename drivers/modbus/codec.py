@@ -9,8 +9,9 @@ BADC = little byte / big word, DCBA = little/little.
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from drivers.base import ScalarValue
 from drivers.modbus.config import TYPE_WIDTH, DataType, Order
@@ -36,29 +37,38 @@ def _format(type_: DataType) -> str:
         raise CodecError(f"{type_} is not a register data type (a bool is read with extract_bit)") from None
 
 
-def _registers_to_bytes(registers: Sequence[int], byte_order: Order, word_order: Order) -> bytes:
-    """Rebuild the value's big-endian bytes (A B C D ...) from registers as they came off the wire."""
-    words = list(registers) if word_order == "big" else list(reversed(registers))
-    out = bytearray()
-    for word in words:
-        if not 0 <= word <= 0xFFFF:
-            raise CodecError(f"register value {word} is not 16-bit")
-        out += word.to_bytes(2, byte_order)
-    return bytes(out)
-
-
 def _bytes_to_registers(data: bytes, byte_order: Order, word_order: Order) -> list[int]:
     words = [int.from_bytes(data[i : i + 2], byte_order) for i in range(0, len(data), 2)]
     return words if word_order == "big" else words[::-1]
 
 
+Decoder = Callable[[Sequence[int]], int | float]
+
+
+@functools.cache
+def decoder_for(type_: DataType, byte_order: Order, word_order: Order) -> Decoder:
+    """A compiled decoder for one (type, byte order, word order): the hot path of every poll.
+
+    Packing the registers with the register byte order rebuilds the value's bytes A B C D …;
+    the value struct then reads them big-endian.  Registers must already be 16-bit (as they are
+    off the wire); :func:`decode` validates for callers with untrusted input.
+    """
+    width = TYPE_WIDTH[type_]
+    unpack = struct.Struct(_format(type_)).unpack
+    pack = struct.Struct((">" if byte_order == "big" else "<") + "H" * width).pack
+    if word_order == "big" or width == 1:
+        return lambda registers: unpack(pack(*registers))[0]
+    return lambda registers: unpack(pack(*reversed(registers)))[0]
+
+
 def decode(registers: Sequence[int], type_: DataType, byte_order: Order, word_order: Order) -> int | float:
     """Decode the registers of one value (exactly its width) to a Python int or float."""
-    fmt = _format(type_)
     if len(registers) != TYPE_WIDTH[type_]:
         raise CodecError(f"{type_} needs {TYPE_WIDTH[type_]} registers, got {len(registers)}")
-    value: int | float = struct.unpack(fmt, _registers_to_bytes(registers, byte_order, word_order))[0]
-    return value
+    for word in registers:
+        if not 0 <= word <= 0xFFFF:
+            raise CodecError(f"register value {word} is not 16-bit")
+    return decoder_for(type_, byte_order, word_order)(registers)
 
 
 def encode(value: ScalarValue, type_: DataType, byte_order: Order, word_order: Order) -> list[int]:

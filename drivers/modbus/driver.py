@@ -19,7 +19,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from drivers.base import CommError, DeviceError, Driver, Sample, ScalarValue
-from drivers.modbus.codec import CodecError, decode, encode, extract_bit
+from drivers.modbus.codec import CodecError, encode
 from drivers.modbus.config import BIT_TABLES, ModbusPoint, ModbusTcpChannel
 from drivers.modbus.planner import Member, ReadRequest, plan_reads
 
@@ -161,7 +161,7 @@ class ModbusTcpDriver:
         if len(words) < request.count:
             # The device answered, but with less than asked: a device fault, not a link fault.
             return [Sample(key, None, "short_response") for key, _ in request.members]
-        return [_decode_member(request, key, point, words) for key, point in request.members]
+        return decode_response(request, words)
 
     # ------------------------------------------------------------------ write
 
@@ -254,14 +254,17 @@ def _send_write(
     return client.write_registers(address, payload, device_id=unit)
 
 
-def _decode_member(request: ReadRequest, key: str, point: ModbusPoint, words: Sequence[bool] | Sequence[int]) -> Sample:
-    offset = point.address - request.start
-    if request.table in BIT_TABLES:
-        return Sample(key, bool(words[offset]))
-    register_words = [int(w) for w in words[offset : offset + point.width]]
-    if point.bit is not None:
-        return Sample(key, extract_bit(register_words[0], point.bit))
-    return Sample(key, decode(register_words, point.type, point.byte_order, point.word_order))
+def decode_response(request: ReadRequest, words: Sequence[bool] | Sequence[int]) -> list[Sample]:
+    """The samples of every member of ``request`` from the words the device answered with."""
+    out = []
+    for key, first, past, bit, decoder in request.layout:
+        if decoder is not None:
+            out.append(Sample(key, decoder(words[first:past])))
+        elif bit is not None:
+            out.append(Sample(key, bool((int(words[first]) >> bit) & 1)))
+        else:
+            out.append(Sample(key, bool(words[first])))
+    return out
 
 
 if TYPE_CHECKING:

@@ -8,13 +8,18 @@ trip over a cellular link).  A point is always read whole by exactly one request
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from drivers.modbus.codec import Decoder, decoder_for
 from drivers.modbus.config import BIT_TABLES, ModbusPoint, RegisterTable
 
 Member = tuple[str, ModbusPoint]
 
 _TABLE_ORDER: tuple[RegisterTable, ...] = ("holding", "input", "coil", "discrete")
+
+
+# (key, offset of the first word in the response, offset past the last, bit or None, decoder or None)
+Slot = tuple[str, int, int, int | None, Decoder | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +30,20 @@ class ReadRequest:
     start: int
     count: int
     members: tuple[Member, ...]
+    # Where each member sits in the response and how to decode it, resolved once per plan so
+    # that every poll only slices and unpacks.
+    layout: tuple[Slot, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        slots: list[Slot] = []
+        for key, point in self.members:
+            offset = point.address - self.start
+            if self.table in BIT_TABLES or point.bit is not None:
+                slots.append((key, offset, offset + 1, point.bit, None))
+            else:
+                decoder = decoder_for(point.type, point.byte_order, point.word_order)
+                slots.append((key, offset, offset + point.width, None, decoder))
+        object.__setattr__(self, "layout", tuple(slots))
 
     @property
     def end(self) -> int:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from drivers.base import Sample
-from drivers.modbus.codec import decode, extract_bit
 from drivers.modbus.config import ModbusPoint
+from drivers.modbus.driver import decode_response
 from drivers.modbus.planner import plan_reads
 from edge.processing import DeviceProcessor, PointSpec
 from edge.store import SqliteStore
@@ -82,13 +82,7 @@ def run_pipeline(path: Path, points: list[tuple[str, ModbusPoint]], cycles: int,
     for cycle, regs in enumerate(images):
         samples: list[Sample] = []
         for request in plan:
-            words = regs[request.start : request.start + request.count]
-            for key, p in request.members:
-                off = p.address - request.start
-                if p.bit is not None:
-                    samples.append(Sample(key, extract_bit(words[off], p.bit)))
-                else:
-                    samples.append(Sample(key, decode(words[off : off + p.width], p.type, p.byte_order, p.word_order)))
+            samples += decode_response(request, regs[request.start : request.start + request.count])
         readings = proc.process(samples, 1_700_000_000_000 + cycle * 1000)
         store.append(readings)
         rows += len(readings)

@@ -201,11 +201,24 @@ async def test_malformed_and_oversized_bodies_get_json_errors(cloud, http, enrol
     assert status == 200
 
 
-async def test_count_mismatch_and_bad_rows_are_refused(cloud, http, enrolled) -> None:
-    bad_rows = [["box", "p", "not-a-ts", 1.0, "good"]]
-    status, body = await post(http, cloud, frame(enrolled, 1, GENESIS_DIGEST, bad_rows).to_bytes())
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        ["box", "p", "not-a-ts", 1.0, "good"],
+        ["box", "p", 1, {"nested": [1, 2]}, "good"],
+        ["box", "p", 1, "x" * 5000, "good"],
+        ["box", "p", 1, 1.0, "excellent"],
+        ["", "p", 1, 1.0, "good"],
+        ["box", "p", 1, 1.0],
+    ],
+)
+async def test_bad_rows_in_a_signed_batch_are_refused(cloud, http, enrolled, bad_row) -> None:
+    status, body = await post(http, cloud, frame(enrolled, 1, GENESIS_DIGEST, [bad_row]).to_bytes())
     assert status == 400 and body["error"] == "malformed"
     assert stored(cloud) == 0
+    # the lane did not move: the same seq with good rows is accepted
+    status, _ = await post(http, cloud, frame(enrolled, 1, GENESIS_DIGEST, readings(1)).to_bytes())
+    assert status == 200
 
 
 async def test_enrollment_token_is_single_use_and_bound_to_gateway(cloud, http) -> None:
