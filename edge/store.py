@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,7 @@ class SqliteStore:
         if not readings and not events:
             return
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if readings:
                 db.executemany(
                     "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
@@ -121,10 +121,17 @@ class SqliteStore:
             self._bump("events_appended_total", len(events))
             if self._counters["telemetry_rows"] > self.max_telemetry_rows:
                 self._enforce_bound(readings[-1].ts_ms if readings else 0)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; the in-memory counters are saved with it or restored."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self._save_counters()
-            db.execute("COMMIT")
+            self._db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK")
             self._reload_counters()
             raise
 
@@ -236,8 +243,7 @@ class SqliteStore:
         if pend is None or pend.seq != seq:
             raise StoreError(f"ack for {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
             db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
             db.execute(
@@ -247,18 +253,11 @@ class SqliteStore:
             if lane is Lane.TELEMETRY:
                 self._bump("telemetry_rows", -pend.count)
             self._bump(f"{lane.value}_acked_total", pend.count)
-            self._save_counters()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._reload_counters()
-            raise
 
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None:
         """Adopt the cloud's view of the lane; unacknowledged rows stay and are re-batched."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
             db.execute(
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
@@ -276,12 +275,6 @@ class SqliteStore:
                 ]
             )
             self._bump("sync_rewinds_total", 1)
-            self._save_counters()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._reload_counters()
-            raise
         log.warning("lane %s rewound to seq %d (%s)", lane.value, expected_seq, reason)
 
     # ---- inspection ---------------------------------------------------------------------
