@@ -27,16 +27,6 @@ class PointSpec:
     deadband: float | None = None
 
 
-def to_engineering(spec: PointSpec, raw: float | int | bool) -> Value:
-    kind = spec.prop.type
-    if kind == "bool":
-        return bool(raw)
-    value = raw * spec.scale + spec.offset if (spec.scale != 1.0 or spec.offset != 0.0) else raw
-    if kind in ("int", "enum"):
-        return round(value)
-    return float(value)
-
-
 _BOOL, _FLOAT, _INT = 0, 1, 2
 
 
@@ -49,9 +39,17 @@ class _Point:
     deadband: float
     kind: int
     scaled: bool
+    divisor: float  # 1/scale when that is a whole number: 117 / 10 is 11.7, 117 * 0.1 is 11.700000000000001
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
+
+
+def _exact_divisor(scale: float) -> float:
+    if scale == 0 or abs(scale) >= 1:
+        return 0.0
+    inverse = 1 / scale
+    return float(round(inverse)) if abs(inverse - round(inverse)) < 1e-9 else 0.0
 
 
 class DeviceProcessor:
@@ -71,6 +69,7 @@ class DeviceProcessor:
                 s.deadband if s.deadband is not None else 0.0,
                 _BOOL if s.prop.type == "bool" else _INT if s.prop.type in ("int", "enum") else _FLOAT,
                 s.scale != 1.0 or s.offset != 0.0,
+                _exact_divisor(s.scale),
             )
 
     @property
@@ -93,7 +92,8 @@ class DeviceProcessor:
                     value = bool(raw)
                 else:
                     if pt.scaled:
-                        raw = raw * pt.spec.scale + pt.spec.offset
+                        scaled = raw / pt.divisor if pt.divisor else raw * pt.spec.scale
+                        raw = scaled + pt.spec.offset
                     value = float(raw) if kind == _FLOAT else round(raw)
                 quality = GOOD
                 if pt.checks_range and not (pt.lo <= value <= pt.hi):

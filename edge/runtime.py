@@ -19,7 +19,7 @@ from edge.processing import DeviceProcessor, PointSpec
 from edge.store import SqliteStore
 from edge.sync import SyncClient
 from gascore.crypto import Signer, load_key_file
-from gascore.records import Event, Reading
+from gascore.records import Event, Lane, Reading
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,12 @@ class Gateway:
                 for task in tasks:
                     task.cancel()
             await self.flush(flush_timeout_s)
+            log.info(
+                "gateway %s stopped; still buffered: %d telemetry, %d events (kept for the next start)",
+                self.station.config.gateway.id,
+                self.store.buffered(Lane.TELEMETRY),
+                self.store.buffered(Lane.EVENTS),
+            )
         finally:
             for ch in self.channels.values():
                 with contextlib.suppress(Exception):

@@ -57,3 +57,9 @@ def test_device_error_marks_only_that_point() -> None:
     proc = DeviceProcessor("d", [spec("p"), spec("q")], max_silent_ms=60_000)
     out = proc.process([Sample("p", None, "modbus_exception_2"), Sample("q", 2.0)], 0)
     assert [(r.point, str(r.quality)) for r in out] == [("p", "bad/device_error"), ("q", "good")]
+
+
+def test_decimal_scales_divide_so_values_come_out_as_written() -> None:
+    proc = DeviceProcessor("d", [spec("a", scale=0.1), spec("b", scale=0.01), spec("c", scale=0.25, offset=1.0)], 1)
+    by = {r.point: r.value for r in proc.process([Sample("a", 117), Sample("b", 371), Sample("c", 3)], 0)}
+    assert by == {"a": 11.7, "b": 3.71, "c": 1.75}
