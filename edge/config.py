@@ -6,10 +6,12 @@ thing models: every error names file, line and field.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
 from drivers.modbus.planner import find_overlaps
@@ -30,6 +32,28 @@ class GatewaySection(_Strict):
     cloud_url: str = Field(pattern=r"^https?://", description="Base URL of the gasiot cloud")
     data_dir: Path = Field(Path("data"), description="Store and key live here (relative to this file)")
     key_file: Path | None = Field(None, description="Default: <data_dir>/gateway.key")
+    allow_insecure_http: bool = Field(
+        False, description="Allow plain http:// to a non-loopback cloud (acks are then unauthenticated)"
+    )
+
+    @model_validator(mode="after")
+    def _https_off_loopback(self) -> GatewaySection:
+        url = urlsplit(self.cloud_url)
+        if url.scheme == "http" and not _is_loopback(url.hostname or "") and not self.allow_insecure_http:
+            raise ValueError(
+                "cloud_url: use https:// for a cloud that is not on this machine "
+                "(or set allow_insecure_http: true on a trusted network)"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StoreSection(_Strict):

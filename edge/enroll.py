@@ -18,10 +18,20 @@ class EnrollError(Exception):
     """Enrollment failed; the message says why and what to do."""
 
 
+def pending_key_path(key_file: Path) -> Path:
+    return key_file.with_name(key_file.name + ".pending")
+
+
 def _check_key_path(key_file: Path) -> None:
-    """Fail before the token is spent if the key could not be written afterwards."""
+    """Fail before the token is spent if the key could not be kept afterwards."""
     if key_file.exists():
         raise EnrollError(f"{key_file} already exists: this gateway has a key; remove it only to re-enroll")
+    pending = pending_key_path(key_file)
+    if pending.exists():
+        raise EnrollError(
+            f"{pending} is left from an interrupted enrollment. If the cloud lists this gateway with the key id "
+            f"`gasiot keys show {pending}` prints, rename it to {key_file.name}; otherwise delete it and enroll again"
+        )
     key_file.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -37,6 +47,10 @@ async def enroll(
     """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id."""
     _check_key_path(key_file)
     signer = generate_signer(alg)
+    # The private key is on disk before the token is spent: if the reply is lost, the key the
+    # cloud registered is not lost with it.
+    pending = pending_key_path(key_file)
+    write_key_file(signer, pending)
     body = {
         "gateway_id": gateway_id,
         "token": token,
@@ -52,11 +66,17 @@ async def enroll(
         ):
             reply = await resp.json(content_type=None)
             status = resp.status
+    except aiohttp.ClientConnectorError as err:
+        pending.unlink()  # never connected: the token was not spent
+        raise EnrollError(f"cannot reach {url}: {err}") from err
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        raise EnrollError(f"cannot reach {url}: {err or type(err).__name__}") from err
+        raise EnrollError(
+            f"no answer from {url} ({err or type(err).__name__}); the new key is kept in {pending}"
+        ) from err
     if status != 201 or not isinstance(reply, dict):
+        pending.unlink()
         detail = reply.get("detail", reply) if isinstance(reply, dict) else reply
         raise EnrollError(f"cloud refused enrollment (HTTP {status}): {detail}")
-    write_key_file(signer, key_file)
+    pending.rename(key_file)
     log.info("gateway %s enrolled, key id %s, key written to %s", gateway_id, signer.key_id, key_file)
     return signer.key_id

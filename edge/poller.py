@@ -66,6 +66,7 @@ class PollStats:
     polls: int = 0
     failures: int = 0
     overruns: int = 0
+    errors: int = 0
     last_duration_s: float = 0.0
     online: bool | None = None
 
@@ -83,6 +84,7 @@ class DevicePoller:
     processor: DeviceProcessor
     sink: Sink
     stats: PollStats = field(default_factory=PollStats)
+    _faulted: bool = False
 
     async def run(self) -> None:
         """Poll on a fixed grid (start + k·interval): lateness never accumulates; a poll that
@@ -91,7 +93,7 @@ class DevicePoller:
         start = loop.time()
         k = 0
         while True:
-            await self.poll_once()
+            await self._guarded_poll()
             k += 1
             now = loop.time()
             due = start + k * self.interval_s
@@ -101,6 +103,19 @@ class DevicePoller:
                 k += missed
                 due = start + k * self.interval_s
             await asyncio.sleep(due - now)
+
+    async def _guarded_poll(self) -> None:
+        try:
+            await self.poll_once()
+        except Exception:
+            self.stats.errors += 1
+            if not self._faulted:
+                log.exception("device %s: poll cycle failed; will keep polling", self.device_id)
+                self._faulted = True
+        else:
+            if self._faulted:
+                log.info("device %s: poll cycles succeed again", self.device_id)
+                self._faulted = False
 
     async def poll_once(self) -> None:
         loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.base import Sample
-from gascore.records import COMM_FAILURE, DEVICE_ERROR, GOOD, OUT_OF_RANGE, Quality, Reading, Value
+from gascore.records import COMM_FAILURE, DEVICE_ERROR, GOOD, OUT_OF_RANGE, SENSOR_FAULT, Quality, Reading, Value
 from gascore.thingmodel import Property
 
 
@@ -39,10 +39,24 @@ class _Point:
     deadband: float
     kind: int
     scaled: bool
+    enum_values: frozenset[int] | None
     divisor: float  # 1/scale when that is a whole number: 117 / 10 is 11.7, 117 * 0.1 is 11.700000000000001
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
+
+
+def _number(pt: _Point, raw: float | int) -> tuple[Value, Quality]:
+    if pt.scaled:
+        raw = (raw / pt.divisor if pt.divisor else raw * pt.spec.scale) + pt.spec.offset
+    if raw.__class__ is float and not math.isfinite(raw):
+        return None, SENSOR_FAULT  # NaN / ±inf: the usual "no sensor" pattern of a float register
+    value = float(raw) if pt.kind == _FLOAT else round(raw)
+    if pt.checks_range and not (pt.lo <= value <= pt.hi):
+        return value, OUT_OF_RANGE
+    if pt.enum_values is not None and value not in pt.enum_values:
+        return value, OUT_OF_RANGE
+    return value, GOOD
 
 
 def _exact_divisor(scale: float) -> float:
@@ -69,6 +83,7 @@ class DeviceProcessor:
                 s.deadband if s.deadband is not None else 0.0,
                 _BOOL if s.prop.type == "bool" else _INT if s.prop.type in ("int", "enum") else _FLOAT,
                 s.scale != 1.0 or s.offset != 0.0,
+                frozenset(s.prop.values) if s.prop.type == "enum" and s.prop.values else None,
                 _exact_divisor(s.scale),
             )
 
@@ -90,14 +105,9 @@ class DeviceProcessor:
                 kind = pt.kind
                 if kind == _BOOL:
                     value = bool(raw)
+                    quality = GOOD
                 else:
-                    if pt.scaled:
-                        scaled = raw / pt.divisor if pt.divisor else raw * pt.spec.scale
-                        raw = scaled + pt.spec.offset
-                    value = float(raw) if kind == _FLOAT else round(raw)
-                quality = GOOD
-                if pt.checks_range and not (pt.lo <= value <= pt.hi):
-                    quality = OUT_OF_RANGE  # NaN lands here too: comparisons with NaN are False
+                    value, quality = _number(pt, raw)
             last_quality = pt.last_quality
             if last_quality is not None and quality is last_quality and ts_ms - pt.last_ts < max_silent:
                 last = pt.last_value

@@ -14,10 +14,12 @@ import aiohttp
 from drivers.registry import create_driver
 from edge.backoff import Backoff
 from edge.config import Station
+from edge.datalock import DataDirLock
 from edge.poller import DevicePoller, RunningChannel
 from edge.processing import DeviceProcessor, PointSpec
 from edge.store import SqliteStore
 from edge.sync import SyncClient
+from gascore.contract import ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
 from gascore.records import Event, Lane, Reading
 
@@ -34,16 +36,21 @@ class Gateway:
     channels: dict[str, RunningChannel] = field(default_factory=dict)
     pollers: list[DevicePoller] = field(default_factory=list)
     sync: SyncClient | None = None
+    lock: DataDirLock | None = None
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
+        """Raises KeyFileError (not enrolled), DataDirLocked (already running)."""
         cfg = station.config
+        signer = signer or load_key_file(station.key_file)
+        lock = DataDirLock(station.data_dir)
         store = SqliteStore(
             station.data_dir / STORE_FILE,
             max_telemetry_rows=cfg.store.max_telemetry_rows,
             synchronous=cfg.store.synchronous,
         )
-        gw = cls(station, signer or load_key_file(station.key_file), store)
+        _retire_frames_of_other_keys(store, signer)
+        gw = cls(station, signer, store, lock=lock)
         gw.sync = SyncClient(
             store=store,
             signer=gw.signer,
@@ -112,13 +119,40 @@ class Gateway:
             for ch in self.channels.values():
                 with contextlib.suppress(Exception):
                     await ch.close()
-            self.store.close()
+            self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
     async def flush(self, timeout_s: float) -> None:
         assert self.sync is not None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as session:
                 await self.sync.drain(session)
+
+
+def _retire_frames_of_other_keys(store: SqliteStore, signer: Signer) -> None:
+    """An in-flight frame signed with a previous key (the gateway was re-enrolled) would be
+    refused forever; its rows are batched again and signed with the current key."""
+    for lane in Lane:
+        pending = store.pending(lane)
+        if pending is None:
+            continue
+        try:
+            key_id = parse_frame(pending.frame).header.key_id
+        except ContractError:
+            key_id = ""
+        if key_id != signer.key_id:
+            log.warning(
+                "lane %s: in-flight batch %d was signed by key %s; re-signing with %s",
+                lane.value,
+                pending.seq,
+                key_id or "?",
+                signer.key_id,
+            )
+            store.drop_pending(lane)
 
 
 async def run_until_signalled(gateway: Gateway) -> None:

@@ -67,6 +67,10 @@ class StoreError(Exception):
     """The store cannot do what was asked (e.g. an ack for a batch that is not pending)."""
 
 
+class StoreFull(StoreError):
+    """The disk is full and dropping old telemetry did not make room."""
+
+
 FrameBuilder = Callable[[Lane, int, str, list[list[Any]]], tuple[bytes, str]]
 """(lane, seq, prev_digest, wire rows) -> (frame bytes, batch digest)"""
 
@@ -94,9 +98,30 @@ class SqliteStore:
     # ---- writing ------------------------------------------------------------------------
 
     def append(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        """Commit one poll cycle (readings and events) in one transaction."""
+        """Commit one poll cycle (readings and events) in one transaction.
+
+        On a full disk the oldest tenth of the buffered telemetry is dropped (and reported) and
+        the cycle retried once; if the disk is still full, StoreFull is raised and nothing of
+        this cycle is stored.
+        """
         if not readings and not events:
             return
+        try:
+            self._append(readings, events)
+        except sqlite3.OperationalError as err:
+            if err.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise
+            now_ms = readings[-1].ts_ms if readings else events[-1].ts_ms
+            with self._transaction():
+                self._drop_oldest(max(1, self._counters["telemetry_rows"] // 10), now_ms, "disk_full")
+            try:
+                self._append(readings, events)
+            except sqlite3.OperationalError as again:
+                if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    raise StoreFull(f"{self.path}: disk full even after dropping old telemetry") from again
+                raise
+
+    def _append(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
         db = self._db
         with self._transaction():
             if readings:
@@ -131,7 +156,8 @@ class SqliteStore:
             self._save_counters()
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLITE_FULL and friends may have rolled back already
+                self._db.execute("ROLLBACK")
             self._reload_counters()
             raise
 
@@ -142,7 +168,12 @@ class SqliteStore:
         )
 
     def _enforce_bound(self, now_ms: int) -> None:
-        excess = self._counters["telemetry_rows"] - self.max_telemetry_rows
+        # Drop down to a low-water mark, not just under the bound: drops (and their events and
+        # log lines) then happen once per ~10 % of the bound, not once per poll cycle.
+        low_water = self.max_telemetry_rows - max(1, self.max_telemetry_rows // 10)
+        self._drop_oldest(self._counters["telemetry_rows"] - low_water, now_ms, "bound_rows")
+
+    def _drop_oldest(self, excess: int, now_ms: int, reason: str) -> None:
         in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='telemetry'").fetchone()
         floor_id = in_flight[0] if in_flight else 0
         row = self._db.execute(
@@ -168,13 +199,14 @@ class SqliteStore:
                         "first_ts_ms": first_ts,
                         "last_ts_ms": last_ts,
                         "policy": "drop_oldest_telemetry",
+                        "reason": reason,
                         "bound_rows": self.max_telemetry_rows,
                     },
                 ),
             ]
         )
         self._bump("events_appended_total", 1)
-        log.warning("store bound reached: dropped %d oldest telemetry rows", dropped)
+        log.warning("store %s: dropped %d oldest telemetry rows", reason, dropped)
 
     def _bump(self, name: str, delta: int) -> None:
         self._counters[name] = self._counters.get(name, 0) + delta
@@ -198,15 +230,24 @@ class SqliteStore:
         ).fetchone()
         return PendingBatch(lane, row[0], row[1], row[2], row[3], bytes(row[4])) if row else None
 
-    def unbatched(self, lane: Lane) -> tuple[int, int | None]:
-        """(rows waiting beyond the in-flight batch, ts_ms of the oldest of them)."""
+    def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]:
+        """(rows waiting beyond the in-flight batch, capped at ``limit``; ts_ms of the oldest).
+
+        Capped so that the check before every batch costs the same with 2 M rows buffered as
+        with 20."""
         pend = self.pending(lane)
         floor_id = pend.last_id if pend else 0
         row = self._db.execute(
-            f"SELECT count(*), min(ts_ms) FROM {_TABLE[lane]} WHERE id > ?",  # noqa: S608 - fixed table names
-            (floor_id,),
+            f"SELECT count(*), min(ts_ms) FROM (SELECT ts_ms FROM {_TABLE[lane]}"  # noqa: S608 - fixed names
+            " WHERE id > ? ORDER BY id LIMIT ?)",
+            (floor_id, limit),
         ).fetchone()
         return int(row[0]), row[1]
+
+    def drop_pending(self, lane: Lane) -> None:
+        """Forget the in-flight batch (its rows stay and are batched again under the same seq).
+        Used when the gateway key changed: the old frame's signature would never verify."""
+        self._db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
 
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None:
         """Return the in-flight batch of ``lane``, or form the next one from the oldest rows."""

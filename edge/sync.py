@@ -90,7 +90,7 @@ class SyncClient:
     def _ready(self, lane: Lane, *, flush: bool) -> bool:
         if self.store.pending(lane) is not None:
             return True
-        count, oldest = self.store.unbatched(lane)
+        count, oldest = self.store.unbatched(lane, self.max_batch_records)
         if count == 0:
             return False
         if flush or lane is Lane.EVENTS or count >= self.max_batch_records:

@@ -76,6 +76,7 @@ def edge_schema() -> None:
 def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat = "text") -> None:
     """Run the gateway: poll devices, buffer in SQLite, sync to the cloud."""
     logsetup.configure(log_level, log_format)
+    from edge.datalock import DataDirLocked
     from edge.runtime import Gateway, run_until_signalled
     from gascore.crypto import KeyFileError
 
@@ -84,6 +85,8 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
         gateway = Gateway.build(station)
     except KeyFileError as err:
         raise _fail(f"error: {err}\nhint: enroll first: gasiot edge enroll {config} --token TOKEN") from None
+    except DataDirLocked as err:
+        raise _fail(f"error: {err}") from None
     _run(run_until_signalled(gateway))
 
 
@@ -208,6 +211,7 @@ def keys_generate(out: Path, alg: Annotated[str, typer.Option(help="sm2-sm3 or e
         raise _fail("error: --alg must be sm2-sm3 or ed25519")
     signer = generate_signer(alg)  # type: ignore[arg-type]
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_key_file(signer, out)
     except CryptoError as err:
         raise _fail(f"error: {err}") from None

@@ -126,3 +126,30 @@ def test_demo_runs_and_reports_no_loss(tmp_path: Path) -> None:
     assert int(lines["readings sampled at the edge"]) > 0
     assert lines["lost"] == "0" and lines["duplicates"] == "0" and lines["signature failures"] == "0"
     assert os.path.exists(tmp_path / "demo" / "cloud.db")
+
+
+def test_enroll_against_an_unreachable_cloud_keeps_nothing(tmp_path: Path) -> None:
+    station = write_station(
+        tmp_path / "station.yaml",
+        station_dict(cloud_url="http://127.0.0.1:9", data_dir=tmp_path / "edge", ports=[5020]),
+    )
+    proc = gasiot("edge", "enroll", str(station), "--token", "get_x")
+    assert proc.returncode == 1 and "cannot reach" in proc.stderr
+    assert list((tmp_path / "edge").iterdir()) == []
+
+
+def test_a_second_gateway_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    from edge.config import load_station
+    from edge.datalock import DataDirLock
+
+    station = write_station(
+        tmp_path / "station.yaml",
+        station_dict(cloud_url="http://127.0.0.1:9", data_dir=tmp_path / "edge", ports=[5020]),
+    )
+    assert gasiot("keys", "generate", str(tmp_path / "edge" / "gateway.key")).returncode == 0
+    lock = DataDirLock(load_station(station).data_dir)  # as a running gateway holds it
+    try:
+        proc = gasiot("edge", "run", str(station))
+    finally:
+        lock.release()
+    assert proc.returncode == 1 and "in use by another gasiot edge process" in proc.stderr

@@ -63,3 +63,21 @@ def test_decimal_scales_divide_so_values_come_out_as_written() -> None:
     proc = DeviceProcessor("d", [spec("a", scale=0.1), spec("b", scale=0.01), spec("c", scale=0.25, offset=1.0)], 1)
     by = {r.point: r.value for r in proc.process([Sample("a", 117), Sample("b", 371), Sample("c", 3)], 0)}
     assert by == {"a": 11.7, "b": 3.71, "c": 1.75}
+
+
+def test_nan_and_inf_become_sensor_fault_for_every_property_type() -> None:
+    specs = [spec("f"), spec("i", "int"), spec("s", scale=0.1)]
+    proc = DeviceProcessor("d", specs, 60_000)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        out = proc.process([Sample("f", bad), Sample("i", bad), Sample("s", bad)], 0)
+        assert all(r.value is None and r.quality.value == "bad/sensor_fault" for r in out)
+        proc = DeviceProcessor("d", specs, 60_000)
+
+
+def test_enum_values_outside_the_model_are_out_of_range() -> None:
+    prop = Property(id="e", name=NAME, type="enum", values={0: "ok", 1: "low", 2: "high"})
+    proc = DeviceProcessor("d", [PointSpec("e", prop)], 60_000)
+    (good,) = proc.process([Sample("e", 2)], 0)
+    (bad,) = proc.process([Sample("e", 7)], 1)
+    assert (good.value, good.quality.value) == (2, "good")
+    assert (bad.value, bad.quality.value) == (7, "bad/out_of_range")

@@ -91,19 +91,23 @@ def test_disk_bound_drops_oldest_unsent_telemetry_never_events_and_reports_it(tm
     assert in_flight is not None
     events = [Event("dev", "tamper", 1, EventLevel.MAJOR) for _ in range(500)]
     store.append([reading(i) for i in range(60, 130)], events)
-    assert store.buffered(Lane.TELEMETRY) == 100
+    # over the bound (100): dropped down to the low-water mark (90), oldest unsent first
+    assert store.buffered(Lane.TELEMETRY) == 90
     c = store.counters()
-    assert c["telemetry_dropped_total"] == 30 and c["telemetry_appended_total"] == 130
+    assert c["telemetry_dropped_total"] == 40 and c["telemetry_appended_total"] == 130
     store.ack(Lane.TELEMETRY, 1)
     build = Builder()
     store.form_batch(Lane.TELEMETRY, 1000, build)
     values = [r[3] for r in build.calls[0][3]]
-    assert values == [float(i) for i in range(50, 130)]  # 20..49 dropped, newest kept
+    assert values == [float(i) for i in range(60, 130)]  # 20..59 dropped, newest kept
     rows = store.read_all(Lane.EVENTS)
     assert sum(1 for r in rows if r[1] == "tamper") == 500
     drops = [r for r in rows if r[1] == "store.telemetry_dropped"]
     assert len(drops) == 1 and drops[0][0] == GATEWAY_DEVICE
-    assert drops[0][4]["count"] == 30 and drops[0][4]["first_ts_ms"] == 1020 and drops[0][4]["last_ts_ms"] == 1049
+    assert drops[0][4]["count"] == 40 and drops[0][4]["first_ts_ms"] == 1020 and drops[0][4]["last_ts_ms"] == 1059
+    # below the low-water mark again: the next cycles drop nothing and log nothing
+    store.append([reading(i) for i in range(130, 135)])
+    assert store.counters()["telemetry_dropped_total"] == 40
 
 
 def test_counters_survive_reopen(tmp_path: Path) -> None:
@@ -132,3 +136,18 @@ def test_a_failed_append_leaves_nothing_behind(store: SqliteStore) -> None:
         store.append([reading(1), bad])
     assert store.buffered(Lane.TELEMETRY) == 1
     assert store.counters()["telemetry_appended_total"] == 1
+
+
+def test_full_disk_drops_oldest_telemetry_and_keeps_going(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", max_telemetry_rows=10**9)
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages + 40}")  # a tiny disk
+    for cycle in range(400):
+        store.append([Reading("dev", f"p{i}", cycle * 1000 + i, float(i)) for i in range(20)])
+    c = store.counters()
+    assert c["telemetry_appended_total"] == 400 * 20
+    assert c["telemetry_dropped_total"] > 0
+    assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] - c["telemetry_dropped_total"]
+    drops = [e for e in store.read_all(Lane.EVENTS) if e[1] == "store.telemetry_dropped"]
+    assert drops and all(e[4]["reason"] == "disk_full" for e in drops)
+    assert sum(e[4]["count"] for e in drops) == c["telemetry_dropped_total"]
