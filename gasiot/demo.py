@@ -171,7 +171,7 @@ def summarize(console: Console, tmp: Path, repo: SqliteRepository, app: web.Appl
     (distinct,) = db.execute("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)").fetchone()
     sampled = counters.get("telemetry_appended_total", 0)
     dropped = counters.get("telemetry_dropped_total", 0)
-    lost = sampled - dropped - stored - buffered
+    lost = sampled - dropped - distinct - buffered  # duplicates must not hide losses
     bad_sig = app[INGESTOR].stats.refused.get("bad_signature", 0)
     table = Table(title="summary")
     table.add_column("what")

@@ -61,8 +61,9 @@ async def test_work_inside_a_poll_does_not_accumulate_as_drift() -> None:
     p = poller(device, interval_s=0.05)
     await run_until(p, device, 21)
     elapsed = device.starts[20] - device.starts[0]
-    # A naive "sleep(interval) after each poll" would take 20 × 0.07 = 1.4 s; the grid takes 1.0 s.
-    assert abs(elapsed - 1.0) < 0.2, elapsed
+    # A naive "sleep(interval) after each poll" would take 20 × 0.07 = 1.4 s; the grid takes 1.0 s
+    # (never less; a loaded machine may add one late wake-up, not twenty).
+    assert 0.99 <= elapsed < 1.25, elapsed
     assert p.stats.overruns == 0
 
 
