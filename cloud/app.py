@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ async def post_batch(request: web.Request) -> web.Response:
         ack = request.app[INGESTOR].ingest(data, now_ms())
     except IngestRefused as err:
         return web.json_response(err.body(), status=err.http_status)
-    return web.json_response(ack)
+    return web.json_response(ack.to_json())
 
 
 async def create_enrollment_token(request: web.Request) -> web.Response:
@@ -131,6 +132,10 @@ def _gateway_status(repo: Repository, gw: GatewayRecord) -> dict[str, Any]:
             "last_seq": rec.last_seq,
             "last_batch_ms": rec.last_batch_ms,
             "lag_ms": None if rec.last_batch_ms is None else now - rec.last_batch_ms,
+            # How old the freshest data is: a gateway can sync every second and still deliver
+            # hour-old readings (backlog after an outage).  Negative means the edge clock is ahead.
+            "newest_ts_ms": rec.newest_ts_ms,
+            "data_lag_ms": None if rec.newest_ts_ms is None else now - rec.newest_ts_ms,
         }
     return {
         "gateway_id": gw.gateway_id,
@@ -170,16 +175,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    stats = request.app[INGESTOR].stats
-    return web.json_response(
-        {
-            "status": "ok",
-            "stored_batches": stats.stored_batches,
-            "stored_records": stats.stored_records,
-            "duplicates": stats.duplicates,
-            "refused": stats.refused,
-        }
-    )
+    # Public, so it says nothing but "alive": counters would tell outsiders about traffic.
+    return web.json_response({"status": "ok"})
+
+
+async def ingest_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[INGESTOR].stats.to_json())
 
 
 # ---- helpers -----------------------------------------------------------------------------
@@ -273,8 +274,9 @@ ROUTES: tuple[Route, ...] = (
         "Events in a time range",
         ("device", "from", "to", "limit"),
     ),
+    Route("GET", "/v1/ingest/stats", ingest_stats, "viewer", "Ingest counters: stored, ignored, duplicates, refused"),
     Route("GET", "/openapi.json", openapi, PUBLIC, "This document"),
-    Route("GET", "/healthz", health, PUBLIC, "Liveness and ingest counters"),
+    Route("GET", "/healthz", health, PUBLIC, "Liveness"),
 )
 
 
@@ -284,6 +286,21 @@ def _route_auth() -> dict[tuple[str, str], Route]:
 
 @web.middleware
 async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await _authorized(request, handler)
+    except BadRequest as err:
+        return json_error(400, "bad_request", str(err))
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, "too_large", f"body exceeds {MAX_FRAME_BYTES} bytes")
+    except web.HTTPException:
+        raise  # a deliberate HTTP answer (404 with a JSON body, ...)
+    except Exception:  # last resort: the caller gets JSON, the log gets the traceback
+        incident = secrets.token_hex(4)
+        log.exception("unhandled error in %s %s (incident %s)", request.method, request.path, incident)
+        return json_error(500, "internal", f"internal error, logged as incident {incident}")
+
+
+async def _authorized(request: web.Request, handler: Handler) -> web.StreamResponse:
     info = request.match_info.route.resource
     canonical = info.canonical if info is not None else ""
     route = _route_auth().get((request.method, canonical))
@@ -297,12 +314,7 @@ async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamR
             return json_error(401, "unauthenticated", "send 'Authorization: Bearer <api key>'")
         if RANK[role] < RANK[str(route.auth)]:
             return json_error(403, "forbidden", f"role {role!r} may not {route.method} {route.path}")
-    try:
-        return await handler(request)
-    except BadRequest as err:
-        return json_error(400, "bad_request", str(err))
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, "too_large", f"body exceeds {MAX_FRAME_BYTES} bytes")
+    return await handler(request)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -327,8 +339,9 @@ def openapi_document() -> dict[str, Any]:
             op["responses"].update(
                 {
                     "400": {"description": "malformed"},
-                    "401": {"description": "bad signature"},
+                    "401": {"description": "unauthenticated: unknown gateway, wrong key or bad signature"},
                     "409": {"description": "gap/conflict/chain: rewind to expected_seq"},
+                    "413": {"description": "frame or decompressed body too large"},
                 }
             )
         paths.setdefault(r.path, {})[r.method.lower()] = op
@@ -340,7 +353,16 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+def check_routes(routes: tuple[Route, ...]) -> None:
+    """Fail closed: the middleware only checks roles it knows, so a misspelt role would
+    silently make a route public."""
+    for r in routes:
+        if r.auth not in RANK and r.auth not in (SIGNED, ENROLL, PUBLIC):
+            raise ValueError(f"route {r.method} {r.path}: unknown auth {r.auth!r}")
+
+
 def create_app(repo: Repository) -> web.Application:
+    check_routes(ROUTES)
     app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
     app[REPO] = repo
     app[INGESTOR] = Ingestor(repo)

@@ -1,10 +1,14 @@
 """Batch ingest: verify a frame against the enrolled key, apply the seq and chain rules, store.
 
 Decisions, in order (each refusal stores nothing):
-malformed → 400; unknown or inactive gateway, key or algorithm mismatch, bad signature → 401;
-seq already stored with the same digest → duplicate ack; stored with another digest → 409
-conflict; seq beyond last+1 → 409 gap; prev_digest not the last digest → 409 chain; otherwise
-store in one transaction and ack.
+malformed frame → 400; unknown gateway, key or algorithm mismatch, bad signature → 401, all with
+the same public answer so an unauthenticated caller cannot tell which gateway ids exist (the log
+and ``IngestStats`` keep the precise reason); inactive gateway → 403; seq already stored with the
+same digest → duplicate ack; stored with another digest → 409 conflict; seq beyond last+1 → 409
+gap; prev_digest not the last digest → 409 chain; malformed body → 400, oversized body → 413;
+otherwise store in one transaction and ack.  Records the cloud already holds are skipped and
+counted (``ignored``), so storage is exactly-once even when an edge restored from a backup
+re-sends them under new seqs.
 """
 
 from __future__ import annotations
@@ -13,20 +17,57 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud.repository import Repository, SeqConflict
-from gascore.contract import ContractError, decode_rows, parse_frame, rows_to_records, verify_frame
+from cloud.repository import LaneRecord, Repository, SeqConflict
+from gascore.contract import (
+    Ack,
+    BatchHeader,
+    ContractError,
+    Frame,
+    Rewind,
+    RewindReason,
+    TooLarge,
+    decode_rows,
+    parse_frame,
+    rows_to_records,
+    verify_frame,
+)
 from gascore.crypto import CryptoError, verifier_for
+from gascore.records import Event, Reading
 
 log = logging.getLogger(__name__)
 
+UNAUTHENTICATED = "unauthenticated"
+UNAUTHENTICATED_DETAIL = "signature or gateway not recognised"
+
 
 class IngestRefused(Exception):
-    def __init__(self, http_status: int, error: str, detail: str, extra: dict[str, Any] | None = None) -> None:
+    """A batch was refused; nothing was stored.  ``reason`` is the precise cause for the log and
+    the statistics, which may be more than the caller is told (``error``/``detail``)."""
+
+    def __init__(
+        self,
+        http_status: int,
+        error: str,
+        detail: str,
+        extra: dict[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(f"{error}: {detail}")
         self.http_status = http_status
         self.error = error
         self.detail = detail
         self.extra = extra or {}
+        self.reason = reason or error
+
+    @classmethod
+    def rewind(cls, rewind: Rewind) -> IngestRefused:
+        body = rewind.to_json()
+        return cls(409, body.pop("error"), body.pop("detail"), body)
+
+    @classmethod
+    def unauthenticated(cls, reason: str) -> IngestRefused:
+        return cls(401, UNAUTHENTICATED, UNAUTHENTICATED_DETAIL, reason=reason)
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "detail": self.detail, **self.extra}
@@ -36,11 +77,21 @@ class IngestRefused(Exception):
 class IngestStats:
     stored_batches: int = 0
     stored_records: int = 0
+    ignored_records: int = 0  # already held from an earlier batch, skipped
     duplicates: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)  # by precise reason
 
-    def refuse(self, error: str) -> None:
-        self.refused[error] = self.refused.get(error, 0) + 1
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stored_batches": self.stored_batches,
+            "stored_records": self.stored_records,
+            "ignored_records": self.ignored_records,
+            "duplicates": self.duplicates,
+            "refused": dict(self.refused),
+        }
 
 
 class Ingestor:
@@ -49,11 +100,11 @@ class Ingestor:
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
 
-    def ingest(self, data: bytes, now_ms: int) -> dict[str, Any]:
+    def ingest(self, data: bytes, now_ms: int) -> Ack:
         try:
             return self._ingest(data, now_ms)
         except IngestRefused as err:
-            self.stats.refuse(err.error)
+            self.stats.refuse(err.reason)
             raise
 
     def _verifier(self, gateway_id: str, alg: str, public_key: bytes) -> Any:
@@ -62,62 +113,87 @@ class Ingestor:
             self._verifiers[key] = verifier_for(alg, public_key)  # type: ignore[arg-type]
         return self._verifiers[key]
 
-    def _ingest(self, data: bytes, now_ms: int) -> dict[str, Any]:
+    def _ingest(self, data: bytes, now_ms: int) -> Ack:
         try:
             frame = parse_frame(data)
+        except TooLarge as err:
+            raise IngestRefused(413, "too_large", str(err)) from err
         except ContractError as err:
             raise IngestRefused(400, "malformed", str(err)) from err
         h = frame.header
-        gw = self.repo.gateway(h.gateway_id)
-        if gw is None:
-            raise IngestRefused(401, "unknown_gateway", f"gateway {h.gateway_id!r} is not enrolled")
-        if gw.status != "active":
-            raise IngestRefused(403, "gateway_not_active", f"gateway is {gw.status}")
-        if h.key_id != gw.key_id or h.sig_alg != gw.alg:
-            raise IngestRefused(401, "bad_signature", "key id or algorithm does not match the enrolled key")
-        try:
-            verify_frame(frame, self._verifier(gw.gateway_id, gw.alg, gw.public_key))
-        except CryptoError as err:
-            log.warning("bad signature from gateway %s (%s seq %d)", h.gateway_id, h.lane.value, h.seq)
-            raise IngestRefused(401, "bad_signature", "signature does not verify") from err
+        self._authenticate(frame)
 
         digest = h.digest()
         lane = self.repo.lane(h.gateway_id, h.lane)
         if h.seq <= lane.last_seq:
-            stored = self.repo.batch_digest(h.gateway_id, h.lane, h.seq)
-            if stored == digest:
+            if self.repo.batch_digest(h.gateway_id, h.lane, h.seq) == digest:
                 self.stats.duplicates += 1
-                return self._ack(h.lane.value, h.seq, digest, "duplicate")
-            raise self._rewind("conflict", f"seq {h.seq} already stored with another digest", h.lane.value, lane)
+                return Ack(h.lane, h.seq, digest, "duplicate")
+            raise self._rewind("conflict", f"seq {h.seq} already stored with another digest", h, lane)
         if h.seq > lane.last_seq + 1:
-            raise self._rewind("gap", f"seq {h.seq} leaves a gap", h.lane.value, lane)
+            raise self._rewind("gap", f"seq {h.seq} leaves a gap", h, lane)
         if h.prev_digest != lane.last_digest:
-            raise self._rewind("chain", "prev_digest does not match the last stored batch", h.lane.value, lane)
+            raise self._rewind("chain", "prev_digest does not match the last stored batch", h, lane)
 
+        records = self._records(frame)
         try:
-            rows = decode_rows(frame.body, h.codec)
-            records = rows_to_records(h.lane, rows)
-        except ContractError as err:
-            raise IngestRefused(400, "malformed", str(err)) from err
-        if len(records) != h.count:
-            raise IngestRefused(400, "malformed", f"body has {len(records)} rows, header says {h.count}")
-        try:
-            self.repo.store_batch(h, digest, records, now_ms)
+            ignored = self.repo.store_batch(h, digest, records, now_ms)
         except SeqConflict as err:
             raise IngestRefused(409, "conflict", str(err), {"retry": True}) from err
         self.stats.stored_batches += 1
-        self.stats.stored_records += len(records)
-        return self._ack(h.lane.value, h.seq, digest, "stored")
+        self.stats.stored_records += len(records) - ignored
+        self.stats.ignored_records += ignored
+        if ignored:
+            # Expected after an edge database was restored from a backup; otherwise a sign the
+            # edge re-sends what it should have deleted.
+            log.warning(
+                "gateway %s %s seq %d: %d of %d records were already stored, skipped",
+                h.gateway_id,
+                h.lane.value,
+                h.seq,
+                ignored,
+                len(records),
+            )
+        return Ack(h.lane, h.seq, digest, "stored", ignored)
+
+    def _authenticate(self, frame: Frame) -> None:
+        """Refuse a frame whose signature is not the enrolled key's.  The caller hears the same
+        answer whatever went wrong; the precise reason goes to the log and the statistics."""
+        h = frame.header
+        gw = self.repo.gateway(h.gateway_id)
+        if gw is None:
+            log.warning("batch refused: gateway %r is not enrolled", h.gateway_id)
+            raise IngestRefused.unauthenticated("unknown_gateway")
+        if h.key_id != gw.key_id or h.sig_alg != gw.alg:
+            log.warning(
+                "batch refused: gateway %s signed with key %r/%r, enrolled is %s/%s",
+                h.gateway_id,
+                h.key_id,
+                h.sig_alg,
+                gw.key_id,
+                gw.alg,
+            )
+            raise IngestRefused.unauthenticated("bad_signature")
+        try:
+            verify_frame(frame, self._verifier(gw.gateway_id, gw.alg, gw.public_key))
+        except CryptoError as err:
+            log.warning("batch refused: bad signature from gateway %s (%s seq %d)", h.gateway_id, h.lane.value, h.seq)
+            raise IngestRefused.unauthenticated("bad_signature") from err
+        # Only after the signature: telling an unauthenticated caller that a gateway is
+        # suspended would tell it that the gateway exists.
+        if gw.status != "active":
+            raise IngestRefused(403, "gateway_not_active", f"gateway is {gw.status}")
 
     @staticmethod
-    def _ack(lane: str, seq: int, digest: str, status: str) -> dict[str, Any]:
-        return {"status": status, "lane": lane, "seq": seq, "digest": digest}
+    def _records(frame: Frame) -> list[Reading] | list[Event]:
+        h = frame.header
+        try:
+            return rows_to_records(h.lane, decode_rows(frame.body, h.codec, h.lane, h.count))
+        except TooLarge as err:
+            raise IngestRefused(413, "too_large", str(err)) from err
+        except ContractError as err:
+            raise IngestRefused(400, "malformed", str(err)) from err
 
     @staticmethod
-    def _rewind(error: str, detail: str, lane_name: str, lane: Any) -> IngestRefused:
-        return IngestRefused(
-            409,
-            error,
-            detail,
-            {"lane": lane_name, "expected_seq": lane.last_seq + 1, "last_digest": lane.last_digest},
-        )
+    def _rewind(reason: RewindReason, detail: str, header: BatchHeader, lane: LaneRecord) -> IngestRefused:
+        return IngestRefused.rewind(Rewind(header.lane, lane.last_seq + 1, lane.last_digest, reason, detail))

@@ -4,6 +4,7 @@ embedded default (D-5.3.2); a PostgreSQL backend implements the same Protocol la
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from typing import Any, Literal, Protocol
 
 import sqlite_utils
 
-from gascore.contract import GENESIS_DIGEST, BatchHeader
+from gascore.contract import GENESIS_DIGEST, BatchHeader, canonical_json
 from gascore.records import Event, Lane, Reading
+
+log = logging.getLogger(__name__)
 
 Role = Literal["admin", "operator", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "operator", "viewer")
@@ -42,6 +45,7 @@ class LaneRecord:
     last_seq: int
     last_digest: str
     last_batch_ms: int | None
+    newest_ts_ms: int | None = None  # newest record timestamp received on the lane
 
 
 class Repository(Protocol):
@@ -57,7 +61,12 @@ class Repository(Protocol):
     def batch_digest(self, gateway_id: str, lane: Lane, seq: int) -> str | None: ...
     def store_batch(
         self, header: BatchHeader, digest: str, records: Sequence[Reading] | Sequence[Event], now_ms: int
-    ) -> None: ...
+    ) -> int:
+        """Store a batch and advance its lane in one transaction.  Records already held (same
+        natural key) are skipped, so storage stays exactly-once even when an edge re-sends them
+        under a new seq; returns how many were skipped."""
+        ...
+
     def latest(self, gateway_id: str, device: str | None) -> list[dict[str, Any]]: ...
     def series(
         self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, limit: int
@@ -102,10 +111,19 @@ class SqliteRepository:
             if_not_exists=True,
         )
         db.table("lanes").create(
-            {"gateway_id": str, "lane": str, "last_seq": int, "last_digest": str, "last_batch_ms": int},
+            {
+                "gateway_id": str,
+                "lane": str,
+                "last_seq": int,
+                "last_digest": str,
+                "last_batch_ms": int,
+                "newest_ts_ms": int,
+            },
             pk=("gateway_id", "lane"),
             if_not_exists=True,
         )
+        if "newest_ts_ms" not in db.table("lanes").columns_dict:  # a database from before the column
+            db.table("lanes").add_column("newest_ts_ms", int)
         db.table("batches").create(
             {
                 "gateway_id": str,
@@ -123,7 +141,6 @@ class SqliteRepository:
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS readings(gateway_id TEXT NOT NULL, device TEXT NOT NULL,
                 point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL, seq INTEGER);
-            CREATE INDEX IF NOT EXISTS readings_by_point ON readings(gateway_id, device, point, ts_ms);
             CREATE TABLE IF NOT EXISTS latest(gateway_id TEXT NOT NULL, device TEXT NOT NULL,
                 point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL,
                 PRIMARY KEY (gateway_id, device, point));
@@ -141,6 +158,27 @@ class SqliteRepository:
             if_not_exists=True,
         )
         db.table("events").create_index(["gateway_id", "ts_ms"], if_not_exists=True)
+        # The natural keys that make storage exactly-once whatever the edge's seq says.  The
+        # readings key also serves the series queries, so it replaces the old plain index.
+        self._ensure_unique("readings", "readings_once", ("gateway_id", "device", "point", "ts_ms"))
+        self._db.execute("DROP INDEX IF EXISTS readings_by_point")
+        self._ensure_unique("events", "events_once", ("gateway_id", "device", "kind", "ts_ms", "data"))
+
+    def _ensure_unique(self, table: str, index: str, columns: tuple[str, ...]) -> None:
+        """Create a UNIQUE index; a database from before it may hold duplicates, which are removed
+        first (keeping the earliest copy) and counted in the log."""
+        exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (index,)).fetchone()
+        if exists:
+            return
+        cols = ", ".join(columns)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            removed = self._db.execute(
+                f"DELETE FROM {table} WHERE rowid NOT IN (SELECT min(rowid) FROM {table} GROUP BY {cols})"  # noqa: S608 - fixed names
+            ).rowcount
+            self._db.execute(f"CREATE UNIQUE INDEX {index} ON {table}({cols})")
+        if removed:
+            log.warning("removed %d duplicate rows from %s before adding its unique index", removed, table)
 
     def close(self) -> None:
         self._db.close()
@@ -191,10 +229,10 @@ class SqliteRepository:
 
     def lane(self, gateway_id: str, lane: Lane) -> LaneRecord:
         row = self._db.execute(
-            "SELECT last_seq, last_digest, last_batch_ms FROM lanes WHERE gateway_id=? AND lane=?",
+            "SELECT last_seq, last_digest, last_batch_ms, newest_ts_ms FROM lanes WHERE gateway_id=? AND lane=?",
             (gateway_id, lane.value),
         ).fetchone()
-        return LaneRecord(row[0], row[1], row[2]) if row else LaneRecord(0, GENESIS_DIGEST, None)
+        return LaneRecord(*row) if row else LaneRecord(0, GENESIS_DIGEST, None)
 
     def batch_digest(self, gateway_id: str, lane: Lane, seq: int) -> str | None:
         row = self._db.execute(
@@ -205,7 +243,7 @@ class SqliteRepository:
 
     def store_batch(
         self, header: BatchHeader, digest: str, records: Sequence[Reading] | Sequence[Event], now_ms: int
-    ) -> None:
+    ) -> int:
         gw, lane, seq = header.gateway_id, header.lane, header.seq
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -218,32 +256,21 @@ class SqliteRepository:
                 "INSERT INTO batches VALUES (?,?,?,?,?,?,?)",
                 (gw, lane.value, seq, digest, header.count, header.created_ms, now_ms),
             )
-            db.execute("INSERT OR REPLACE INTO lanes VALUES (?,?,?,?,?)", (gw, lane.value, seq, digest, now_ms))
+            newest = _newest_ts(current.newest_ts_ms, records)
+            db.execute(
+                "INSERT OR REPLACE INTO lanes VALUES (?,?,?,?,?,?)", (gw, lane.value, seq, digest, now_ms, newest)
+            )
             if lane is Lane.TELEMETRY:
-                self._insert_readings(gw, seq, [r for r in records if isinstance(r, Reading)])
+                inserted = self._insert_readings(gw, seq, [r for r in records if isinstance(r, Reading)])
             else:
-                db.executemany(
-                    "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (
-                            gw,
-                            e.device,
-                            e.kind,
-                            e.ts_ms,
-                            e.level.value,
-                            json.dumps(e.data, ensure_ascii=False),
-                            seq,
-                        )
-                        for e in records
-                        if isinstance(e, Event)
-                    ],
-                )
+                inserted = self._insert_events(gw, seq, [e for e in records if isinstance(e, Event)])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return len(records) - inserted
 
-    def _insert_readings(self, gw: str, seq: int, readings: Sequence[Reading]) -> None:
+    def _insert_readings(self, gw: str, seq: int, readings: Sequence[Reading]) -> int:
         rows = [
             (
                 gw,
@@ -257,13 +284,21 @@ class SqliteRepository:
             )
             for r in readings
         ]
-        self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", rows)
+        inserted = self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?,?)", rows).rowcount
+        # `>` rather than `>=`: of two readings with the same timestamp the first one stored wins,
+        # in `latest` as in `readings`, so a re-sent reading never overwrites what is held.
         self._db.executemany(
             "INSERT INTO latest VALUES (?,?,?,?,?,?,?) ON CONFLICT(gateway_id, device, point) DO UPDATE SET"
             " ts_ms=excluded.ts_ms, value=excluded.value, vt=excluded.vt, quality=excluded.quality"
-            " WHERE excluded.ts_ms >= latest.ts_ms",
+            " WHERE excluded.ts_ms > latest.ts_ms",
             [row[:7] for row in rows],
         )
+        return inserted
+
+    def _insert_events(self, gw: str, seq: int, events: Sequence[Event]) -> int:
+        # Canonical JSON, so the same data always has the same text and the unique key sees it.
+        rows = [(gw, e.device, e.kind, e.ts_ms, e.level.value, canonical_json(e.data).decode(), seq) for e in events]
+        return self._db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows).rowcount
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -309,6 +344,14 @@ class SqliteRepository:
         (readings,) = self._db.execute("SELECT count(*) FROM readings WHERE gateway_id=?", (gateway_id,)).fetchone()
         (events,) = self._db.execute("SELECT count(*) FROM events WHERE gateway_id=?", (gateway_id,)).fetchone()
         return {"readings": int(readings), "events": int(events)}
+
+
+def _newest_ts(previous: int | None, records: Sequence[Reading] | Sequence[Event]) -> int | None:
+    """Never backwards: a late backlog does not make the lane's data look older than it is."""
+    stamps = [r.ts_ms for r in records]
+    if previous is not None:
+        stamps.append(previous)
+    return max(stamps, default=None)
 
 
 def open_repository(url: str) -> Repository:

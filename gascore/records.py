@@ -7,11 +7,19 @@ event) identifier, never a raw register.
 from __future__ import annotations
 
 import enum
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 Value = float | int | bool | str | None
 MAX_STRING_VALUE = 1024
+# Wire limits.  Rows arrive from the network, so ``from_wire`` refuses anything storage cannot hold
+# faithfully (SQLite integers are 64-bit; JSON has no NaN) instead of failing later in the database.
+MAX_NAME_CHARS = 128  # device, point and event kind; configs allow 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_EVENT_DATA_BYTES = 16 * 1024  # compact JSON, UTF-8
+MAX_EVENT_DATA_DEPTH = 8  # the data object itself is depth 1
 
 
 class Lane(enum.StrEnum):
@@ -77,16 +85,11 @@ class Reading(NamedTuple):
 
     @classmethod
     def from_wire(cls, row: list[Any]) -> Reading:
+        """Validate one untrusted wire row.  Raises ValueError or TypeError naming the field."""
         device, point, ts_ms, value, quality = row
-        if not isinstance(device, str) or not isinstance(point, str) or not device or not point:
-            raise TypeError("device and point must be non-empty strings")
-        if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
-            raise TypeError(f"ts_ms must be an integer, not {ts_ms!r}")
-        if value is not None and not isinstance(value, int | float | str):
-            raise TypeError(f"value must be a number, bool, string or null, not {type(value).__name__}")
-        if isinstance(value, str) and len(value) > MAX_STRING_VALUE:
-            raise TypeError(f"string value longer than {MAX_STRING_VALUE} characters")
-        return cls(device, point, ts_ms, value, Quality(quality))
+        return cls(
+            _name(device, "device"), _name(point, "point"), _int64(ts_ms, "ts_ms"), _value(value), Quality(quality)
+        )
 
 
 class EventLevel(enum.StrEnum):
@@ -115,12 +118,86 @@ class Event:
 
     @classmethod
     def from_wire(cls, row: list[Any]) -> Event:
+        """Validate one untrusted wire row, as strictly as ``Reading.from_wire``."""
         device, kind, ts_ms, level, data = row
-        return cls(str(device), str(kind), int(ts_ms), EventLevel(level), dict(data))
+        if not isinstance(level, str):
+            raise TypeError("level must be a string")
+        return cls(_name(device, "device"), _name(kind, "kind"), _int64(ts_ms, "ts_ms"), EventLevel(level), _data(data))
 
 
 Record = Reading | Event
 
 
-def lane_of(record: Record) -> Lane:
-    return Lane.EVENTS if isinstance(record, Event) else Lane.TELEMETRY
+# ---- wire validation ---------------------------------------------------------------------
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_CHARS:
+        raise TypeError(f"{what} must be a string of 1..{MAX_NAME_CHARS} characters")
+    return _utf8(value)
+
+
+def _utf8(text: str) -> str:
+    # JSON can carry a lone surrogate ("\ud800"), which no UTF-8 database column can store.
+    if not text.isascii():
+        text.encode()  # UnicodeEncodeError is a ValueError
+    return text
+
+
+def _int64(value: Any, what: str) -> int:
+    # bool is an int subclass; a timestamp of True is a sender bug, not epoch + 1 ms.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{what} is outside the 64-bit integer range")
+    return value
+
+
+def _value(value: Any) -> Value:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return _int64(value, "value")
+    if isinstance(value, float):
+        # A field device's NaN/inf must arrive as a bad-quality reading with value null.
+        if not math.isfinite(value):
+            raise ValueError("value must be a finite number")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE:
+            raise ValueError(f"string value longer than {MAX_STRING_VALUE} characters")
+        return _utf8(value)
+    raise TypeError(f"value must be a number, bool, string or null, not {type(value).__name__}")
+
+
+def _data(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError("data must be an object")
+    _check_json(data, 1)
+    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+    if size > MAX_EVENT_DATA_BYTES:
+        raise ValueError(f"data is {size} bytes as JSON, more than {MAX_EVENT_DATA_BYTES}")
+    return data
+
+
+def _check_json(value: Any, depth: int) -> None:
+    """Only what JSON (and so the database column) holds exactly; the depth bound keeps this
+    recursion, and everyone who reads the data later, far from the interpreter's limit."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        _int64(value, "data value")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("data values must be finite numbers")
+    elif isinstance(value, list | dict):
+        if depth > MAX_EVENT_DATA_DEPTH:
+            raise ValueError(f"data nested deeper than {MAX_EVENT_DATA_DEPTH} levels")
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise TypeError("data keys must be strings")
+            value = value.values()
+        for item in value:
+            _check_json(item, depth + 1)
+    else:
+        raise TypeError(f"data values must be JSON values, not {type(value).__name__}")

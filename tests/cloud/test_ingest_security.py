@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,21 +12,10 @@ import pytest
 from gascore.contract import GENESIS_DIGEST, Frame, build_frame
 from gascore.crypto import Signer, generate_signer
 from gascore.records import Lane, Reading
-from support.cloud import CloudHandle, running_cloud
+from support.cloud import CloudHandle
 
-GW = "gw-sec"
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[CloudHandle]:
-    async with running_cloud(tmp_path / "cloud.db") as handle:
-        yield handle
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+GW = "gw-sec"  # the gateway the `enrolled` fixture (conftest.py) enrolls
+UNAUTHENTICATED = {"error": "unauthenticated", "detail": "signature or gateway not recognised"}
 
 
 async def token_for(http: aiohttp.ClientSession, cloud: CloudHandle, gateway_id: str = GW) -> str:
@@ -86,13 +73,6 @@ def stored(cloud: CloudHandle) -> int:
     return cloud.rows("SELECT count(*) FROM readings")[0][0]
 
 
-@pytest.fixture
-async def enrolled(cloud: CloudHandle, http: aiohttp.ClientSession, signer: Signer) -> Signer:
-    r = await enroll(http, cloud, signer, await token_for(http, cloud))
-    assert r.status == 201
-    return signer
-
-
 async def test_valid_chain_is_stored_in_order(cloud, http, enrolled) -> None:
     f1 = frame(enrolled, 1, GENESIS_DIGEST, readings(5))
     status, body = await post(http, cloud, f1.to_bytes())
@@ -127,20 +107,21 @@ async def test_tampered_header_is_refused(cloud, http, enrolled) -> None:
     assert forged_header != f.header_bytes
     forged = Frame(f.header, forged_header, f.signature, f.body).to_bytes()
     status, body = await post(http, cloud, forged)
-    assert status == 401 and body["error"] == "bad_signature"
+    assert (status, body) == (401, UNAUTHENTICATED)
     # a header re-signed by nobody: same header, signature bits flipped
     sig = bytearray(f.signature)
     sig[10] ^= 0xFF
     status, body = await post(http, cloud, Frame(f.header, f.header_bytes, bytes(sig), f.body).to_bytes())
-    assert status == 401 and body["error"] == "bad_signature"
+    assert (status, body) == (401, UNAUTHENTICATED)
     assert stored(cloud) == 0
+    assert cloud.ingestor.stats.refused == {"bad_signature": 2}
 
 
 async def test_wrong_key_is_refused(cloud, http, enrolled) -> None:
     impostor = generate_signer(enrolled.alg)
     f = frame(impostor, 1, GENESIS_DIGEST, readings(5))
     status, body = await post(http, cloud, f.to_bytes())
-    assert status == 401 and body["error"] == "bad_signature"
+    assert (status, body) == (401, UNAUTHENTICATED)
 
     class Forger:  # claims the enrolled key id, signs with another key
         alg = enrolled.alg
@@ -160,16 +141,22 @@ async def test_wrong_key_is_refused(cloud, http, enrolled) -> None:
         codec="json",
     )
     status, body = await post(http, cloud, forged.to_bytes())
-    assert status == 401 and body["error"] == "bad_signature"
+    assert (status, body) == (401, UNAUTHENTICATED)
     assert stored(cloud) == 0
-    assert cloud.ingestor.stats.refused["bad_signature"] >= 1
+    assert cloud.ingestor.stats.refused == {"bad_signature": 2}
 
 
-async def test_unknown_gateway_is_refused(cloud, http, signer) -> None:
-    f = frame(signer, 1, GENESIS_DIGEST, readings(5), gateway_id="gw-nobody")
-    status, body = await post(http, cloud, f.to_bytes())
-    assert status == 401 and body["error"] == "unknown_gateway"
+async def test_unknown_gateway_gets_the_same_answer_as_a_bad_signature(cloud, http, enrolled, caplog) -> None:
+    """An unauthenticated caller must not learn which gateway ids exist; the operator must."""
+    unknown = await post(
+        http, cloud, frame(enrolled, 1, GENESIS_DIGEST, readings(5), gateway_id="gw-nobody").to_bytes()
+    )
+    impostor = generate_signer(enrolled.alg)
+    bad_sig = await post(http, cloud, frame(impostor, 1, GENESIS_DIGEST, readings(5)).to_bytes())
+    assert unknown == bad_sig == (401, UNAUTHENTICATED)
     assert stored(cloud) == 0
+    assert cloud.ingestor.stats.refused == {"unknown_gateway": 1, "bad_signature": 1}
+    assert "'gw-nobody' is not enrolled" in caplog.text
 
 
 async def test_gap_and_chain_breaks_are_refused_with_expected_seq(cloud, http, enrolled) -> None:
@@ -240,30 +227,6 @@ async def test_enroll_rejects_an_invalid_public_key(cloud, http) -> None:
         assert r.status == 400
     # the token was not burnt by the bad request
     assert (await enroll(http, cloud, generate_signer(), token)).status == 201
-
-
-async def test_every_api_endpoint_checks_the_role(cloud, http) -> None:
-    from cloud.server import create_api_key
-
-    viewer = create_api_key(cloud.repo, "viewer", "t")
-    url = f"{cloud.url}/v1/enrollment-tokens"
-    async with http.post(url, json={"gateway_id": GW}) as r:
-        assert r.status == 401
-    async with http.post(url, json={"gateway_id": GW}, headers=cloud.auth("gsk_wrong")) as r:
-        assert r.status == 401
-    async with http.post(url, json={"gateway_id": GW}, headers=cloud.auth(viewer)) as r:
-        assert r.status == 403
-    for path in (
-        "/v1/gateways",
-        f"/v1/gateways/{GW}",
-        f"/v1/gateways/{GW}/latest",
-        f"/v1/gateways/{GW}/events",
-        f"/v1/gateways/{GW}/devices/box/series?point=p",
-    ):
-        async with http.get(cloud.url + path) as r:
-            assert r.status == 401, path
-    async with http.get(f"{cloud.url}/v1/gateways", headers=cloud.auth(viewer)) as r:
-        assert r.status == 200
 
 
 async def test_openapi_lists_every_route(cloud, http) -> None:

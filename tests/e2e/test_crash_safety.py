@@ -11,8 +11,11 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from cloud.server import bound_port
 from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
@@ -47,6 +50,31 @@ async def start_edge(station_file: Path, log: Path) -> asyncio.subprocess.Proces
         )
 
 
+async def holding_proxy(cloud_url: str) -> tuple[web.AppRunner, str, asyncio.Event, asyncio.Event]:
+    """Forwards batches to the cloud; while ``hold`` is set it keeps the cloud's ack to itself
+    (the batch is stored, the edge never hears so) and sets ``held``."""
+    hold, held = asyncio.Event(), asyncio.Event()
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        async with aiohttp.ClientSession() as http, http.post(f"{cloud_url}/v1/batches", data=body) as r:
+            reply, status = await r.read(), r.status
+        if hold.is_set() and status == 200:
+            held.set()
+            while hold.is_set():  # keep the ack until the test has killed the edge
+                await asyncio.sleep(0.01)
+            raise web.HTTPServiceUnavailable(text="ack withheld")  # to a connection nobody reads any more
+        return web.Response(body=reply, status=status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/batches", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{bound_port(site)}", hold, held
+
+
 @pytest.mark.slow
 async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("GASIOT_TEST_SEED", "20261126")))
@@ -54,8 +82,9 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
     ports = [await s.start() for s in sims]
     try:
         async with running_cloud(tmp_path / "cloud.db") as cloud:
+            proxy, proxy_url, hold, held = await holding_proxy(cloud.url)
             data = station_dict(
-                cloud_url=cloud.url,
+                cloud_url=proxy_url,
                 data_dir=tmp_path / "edge",
                 ports=ports,
                 gateway_id="gw-crash",
@@ -77,6 +106,14 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
                 await asyncio.sleep(rng.uniform(0.0, 0.4))  # the kill moment, not a synchronisation
                 proc.send_signal(signal.SIGKILL)
                 assert await proc.wait() == -signal.SIGKILL
+
+            # The worst moment: the cloud has stored a batch, the ack is on its way, the edge dies.
+            hold.set()
+            proc = await start_edge(tmp_path / "station.yaml", log)
+            await asyncio.wait_for(held.wait(), 30)
+            proc.send_signal(signal.SIGKILL)
+            assert await proc.wait() == -signal.SIGKILL
+            hold.clear()
 
             # Final run: stop cleanly; SIGTERM stops polling and flushes the buffer.
             proc = await start_edge(tmp_path / "station.yaml", log)
@@ -106,6 +143,8 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
                 )
             ]
             assert seqs == list(range(1, len(seqs) + 1))
+            assert cloud.ingestor.stats.duplicates >= 1  # the held batch was resent and recognised
+            await proxy.cleanup()
             online = cloud.rows("SELECT count(*) FROM events WHERE kind='device_online'")[0][0]
             assert online >= 2 * (KILLS + 1) - 2  # each start reports its devices online (last kill may race)
     finally:
