@@ -17,7 +17,7 @@ import aiohttp
 
 from edge.backoff import Backoff
 from edge.store import PendingBatch, SqliteStore
-from gascore.contract import Codec, build_frame
+from gascore.contract import Ack, Codec, ContractError, Rewind, build_frame
 from gascore.crypto import Signer
 from gascore.records import Lane
 
@@ -155,21 +155,30 @@ class SyncClient:
             except ValueError:
                 body = {}
             status = resp.status
-        if not isinstance(body, dict):
-            body = {}
         if status == 200:
-            if body.get("seq") != batch.seq or body.get("digest") != batch.digest:
+            try:
+                ack = Ack.from_json(body)
+            except ContractError as err:
+                raise SyncRefused(f"unreadable ack for {batch.lane.value}/{batch.seq}: {err}") from err
+            if (ack.lane, ack.seq, ack.digest) != (batch.lane, batch.seq, batch.digest):
                 raise SyncRefused(f"ack does not match batch {batch.lane.value}/{batch.seq}: {body}")
             self.store.ack(batch.lane, batch.seq)
             self.stats.records_acked += batch.count
             self.stats.last_ack_ms = self.clock_ms()
-            if body.get("status") == "duplicate":
+            if ack.status == "duplicate":
                 self.stats.duplicates += 1
+            if ack.ignored:
+                log.warning("cloud already held %d records of %s batch %d", ack.ignored, ack.lane.value, ack.seq)
             return
-        if status == 409 and isinstance(body.get("expected_seq"), int) and isinstance(body.get("last_digest"), str):
-            self.stats.rewinds += 1
-            self.store.rewind(
-                batch.lane, body["expected_seq"], body["last_digest"], str(body.get("error")), self.clock_ms()
-            )
-            raise SyncRefused(f"cloud expects {batch.lane.value} seq {body['expected_seq']}: rewound")
-        raise SyncRefused(f"HTTP {status}: {body.get('error', '')} {body.get('detail', '')}".strip())
+        if status == 409:
+            try:
+                rewind = Rewind.from_json(body)
+            except ContractError:
+                rewind = None  # e.g. a concurrent-writer conflict: just retry
+            if rewind is not None and rewind.lane is batch.lane:
+                self.stats.rewinds += 1
+                self.store.rewind(batch.lane, rewind.expected_seq, rewind.last_digest, rewind.reason, self.clock_ms())
+                raise SyncRefused(f"cloud expects {batch.lane.value} seq {rewind.expected_seq}: rewound")
+        detail = body.get("detail", "") if isinstance(body, dict) else ""
+        error = body.get("error", "") if isinstance(body, dict) else ""
+        raise SyncRefused(f"HTTP {status}: {error} {detail}".strip())

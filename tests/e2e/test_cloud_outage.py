@@ -69,6 +69,8 @@ async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
             assert cloud.rows("SELECT count(*) FROM events")[0][0] == c["events_appended_total"]
             (distinct,) = cloud.rows("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)")[0]
             assert distinct == stored
+            # and the edge never sent a record twice (the cloud would have ignored the repeat)
+            assert cloud.ingestor.stats.ignored_records == 0
             drops = cloud.rows("SELECT data FROM events WHERE kind='store.telemetry_dropped'")
             if bound:
                 import json

@@ -130,6 +130,8 @@ async def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
             assert stored == committed, f"cloud {stored} != committed at edge {committed}"
             (distinct,) = cloud.rows("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)")[0]
             assert distinct == stored, "duplicates in the cloud"
+            # and the edge never sent a record twice (the cloud would have ignored the repeat)
+            assert cloud.ingestor.stats.ignored_records == 0
             # in order: per point, timestamps strictly increase in storage order
             rows = cloud.rows("SELECT device, point, ts_ms FROM readings ORDER BY rowid")
             last: dict[tuple[str, str], int] = {}
