@@ -24,7 +24,12 @@ def now_ms() -> int:
 
 class RunningChannel:
     """Owns one driver connection: connects lazily, backs off after failures without blocking
-    callers (a device polled during backoff fails fast), and serialises requests."""
+    callers (a device polled during backoff fails fast), and serialises requests.
+
+    Two kinds of backoff: a failed *connect* means the endpoint is down and backs off the whole
+    channel; a failed *request* backs off only that unit id, so one silent unit behind a Modbus
+    TCP gateway does not take its healthy neighbours offline.
+    """
 
     def __init__(self, channel_id: str, driver: Driver, backoff: Backoff) -> None:
         self.channel_id = channel_id
@@ -32,11 +37,15 @@ class RunningChannel:
         self.backoff = backoff
         self.connected = False
         self._retry_at = 0.0
+        self._unit_backoff: dict[int, tuple[Backoff, float]] = {}
         self._lock = asyncio.Lock()
 
     async def read(self, unit: int, points: Sequence[tuple[str, ModbusPoint]]) -> list[Sample]:
         async with self._lock:
             loop = asyncio.get_running_loop()
+            unit_state = self._unit_backoff.get(unit)
+            if unit_state is not None and loop.time() < unit_state[1]:
+                raise CommError(f"channel {self.channel_id} unit {unit}: waiting to retry")
             if not self.connected:
                 if loop.time() < self._retry_at:
                     raise CommError(f"channel {self.channel_id}: waiting to reconnect")
@@ -46,14 +55,19 @@ class RunningChannel:
                     self._retry_at = loop.time() + self.backoff.next_delay()
                     raise
                 self.connected = True
+                self.backoff.reset()
             try:
                 samples = await self.driver.read(unit, points)
             except CommError:
+                # The driver drops the connection after a failed request (a late answer must not
+                # be taken for the next one); reconnect on next use, back off only this unit.
                 self.connected = False
-                self._retry_at = loop.time() + self.backoff.next_delay()
                 await self.driver.close()
+                unit_backoff = unit_state[0] if unit_state else Backoff(self.backoff.initial_s, self.backoff.maximum_s)
+                self._unit_backoff[unit] = (unit_backoff, loop.time() + unit_backoff.next_delay())
                 raise
-            self.backoff.reset()
+            if unit_state is not None:
+                del self._unit_backoff[unit]
             return samples
 
     async def close(self) -> None:
