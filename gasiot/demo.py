@@ -173,6 +173,7 @@ def summarize(console: Console, tmp: Path, repo: SqliteRepository, app: web.Appl
     dropped = counters.get("telemetry_dropped_total", 0)
     lost = sampled - dropped - distinct - buffered  # duplicates must not hide losses
     bad_sig = app[INGESTOR].stats.refused.get("bad_signature", 0)
+    console.print()
     table = Table(title="summary")
     table.add_column("what")
     table.add_column("count", justify="right")
