@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NUL
 """
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
+# A batch's rows stay under this many bytes before compression, far inside the cloud's frame
+# and decompression limits whatever max_batch_records is set to.
+MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
+_ROW_OVERHEAD = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,14 +273,28 @@ class SqliteStore:
         return batch
 
     def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
+        """The oldest ``limit`` rows of ``lane`` in wire form, stopping early once their encoded
+        size would pass MAX_BATCH_RAW_BYTES (a batch of large events must still fit a frame)."""
+        out: list[tuple[int, list[Any]]] = []
+        size = 0
         if lane is Lane.TELEMETRY:
             cur = self._db.execute(
                 "SELECT id, device, point, ts_ms, value, vt, quality FROM telemetry ORDER BY id LIMIT ?",
                 (limit,),
             )
-            return [(i, [d, p, ts, bool(v) if vt == "b" else v, q]) for i, d, p, ts, v, vt, q in cur]
+            for i, d, p, ts, v, vt, q in cur:
+                size += _ROW_OVERHEAD + len(d) + len(p) + (len(v) if v.__class__ is str else 9)
+                if out and size > MAX_BATCH_RAW_BYTES:
+                    break
+                out.append((i, [d, p, ts, bool(v) if vt == "b" else v, q]))
+            return out
         cur = self._db.execute("SELECT id, device, kind, ts_ms, level, data FROM events ORDER BY id LIMIT ?", (limit,))
-        return [(i, [d, k, ts, lvl, json.loads(data)]) for i, d, k, ts, lvl, data in cur]
+        for i, d, k, ts, lvl, data in cur:
+            size += _ROW_OVERHEAD + len(d) + len(k) + len(data)
+            if out and size > MAX_BATCH_RAW_BYTES:
+                break
+            out.append((i, [d, k, ts, lvl, json.loads(data)]))
+        return out
 
     def ack(self, lane: Lane, seq: int) -> None:
         """The cloud has stored batch ``seq``: delete its rows and advance the lane, atomically."""

@@ -151,3 +151,14 @@ def test_full_disk_drops_oldest_telemetry_and_keeps_going(tmp_path: Path) -> Non
     drops = [e for e in store.read_all(Lane.EVENTS) if e[1] == "store.telemetry_dropped"]
     assert drops and all(e[4]["reason"] == "disk_full" for e in drops)
     assert sum(e[4]["count"] for e in drops) == c["telemetry_dropped_total"]
+
+
+def test_a_batch_of_large_events_stays_under_the_byte_limit(store: SqliteStore) -> None:
+    from edge.store import MAX_BATCH_RAW_BYTES
+
+    big = {"text": "x" * 15_000}
+    store.append([], [Event("dev", "audit", i, EventLevel.INFO, big) for i in range(400)])
+    build = Builder()
+    batch = store.form_batch(Lane.EVENTS, 1000, build)
+    assert batch is not None and 0 < batch.count < 400
+    assert batch.count * 15_000 <= MAX_BATCH_RAW_BYTES
