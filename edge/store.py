@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gascore.contract import GENESIS_DIGEST
 from gascore.records import Event, EventLevel, Lane, Reading
@@ -77,6 +77,17 @@ class StoreFull(StoreError):
 
 FrameBuilder = Callable[[Lane, int, str, list[list[Any]]], tuple[bytes, str]]
 """(lane, seq, prev_digest, wire rows) -> (frame bytes, batch digest)"""
+
+
+class Store(Protocol):
+    """What the pollers and the sync client need from the edge store (DESIGN.md's interface)."""
+
+    def append(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None: ...
+    def pending(self, lane: Lane) -> PendingBatch | None: ...
+    def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]: ...
+    def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None: ...
+    def ack(self, lane: Lane, seq: int) -> None: ...
+    def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None: ...
 
 
 class SqliteStore:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from edge.backoff import Backoff
-from edge.store import PendingBatch, SqliteStore
+from edge.store import PendingBatch, Store
 from gascore.contract import Ack, Codec, ContractError, Rewind, build_frame
 from gascore.crypto import Signer
 from gascore.records import Lane
@@ -45,7 +45,7 @@ class SyncClient:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         signer: Signer,
         gateway_id: str,
         cloud_url: str,
