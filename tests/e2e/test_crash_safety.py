@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cloud.server import bound_port
 from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
+from support.http import serve_batches
 from support.station import station_dict
 from support.wait import eventually
 
@@ -66,13 +66,8 @@ async def holding_proxy(cloud_url: str) -> tuple[web.AppRunner, str, asyncio.Eve
             raise web.HTTPServiceUnavailable(text="ack withheld")  # to a connection nobody reads any more
         return web.Response(body=reply, status=status, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/v1/batches", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{bound_port(site)}", hold, held
+    runner, url = await serve_batches(forward)
+    return runner, url, hold, held
 
 
 @pytest.mark.slow

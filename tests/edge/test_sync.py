@@ -3,14 +3,13 @@ way a broken network or an older cloud would."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from cloud.server import bound_port
 from edge.backoff import Backoff
 from edge.runtime import _retire_frames_of_other_keys
 from edge.store import SqliteStore
@@ -19,8 +18,7 @@ from gascore.contract import parse_frame
 from gascore.crypto import Signer, generate_signer
 from gascore.records import Event, EventLevel, Lane, Reading
 from support.cloud import CloudHandle, running_cloud
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from support.http import serve_batches
 
 
 @pytest.fixture
@@ -42,16 +40,6 @@ def client(store: SqliteStore, signer: Signer, url: str) -> SyncClient:
         timeout_s=5,
         backoff=Backoff(0.01, 0.02),
     )
-
-
-async def serve(handler: Handler) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/v1/batches", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{bound_port(site)}"
 
 
 @pytest.fixture
@@ -96,7 +84,7 @@ async def test_an_ack_that_does_not_match_the_batch_deletes_nothing(store, sm2_s
         await request.read()
         return web.json_response({"status": "stored", "lane": "telemetry", "seq": 1, "digest": "00" * 32})
 
-    runner, url = await serve(liar)
+    runner, url = await serve_batches(liar)
     try:
         store.append(readings(5))
         sync = client(store, sm2_signer, url)
@@ -116,7 +104,7 @@ async def test_a_gap_reply_rewinds_the_lane_without_losing_rows(store, sm2_signe
             status=409,
         )
 
-    runner, url = await serve(older_cloud)
+    runner, url = await serve_batches(older_cloud)
     try:
         store.append(readings(5))
         sync = client(store, sm2_signer, url)
@@ -146,7 +134,7 @@ async def test_lost_acks_are_resent_and_stored_exactly_once(store, cloud, sm2_si
             raise web.HTTPBadGateway(text="reply lost")
         return web.Response(body=reply, status=status, content_type="application/json")
 
-    runner, url = await serve(lossy)
+    runner, url = await serve_batches(lossy)
     try:
         store.append(readings(35))
         sync = client(store, sm2_signer, url)
