@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 from typing_extensions import TypeVar
+
+from gascore.records import Quality
 
 ScalarValue = float | int | bool
 
@@ -39,12 +41,56 @@ class DeviceError(DriverError):
 class Sample:
     """One raw value read from the wire, keyed by the caller's point key.
 
-    ``value`` is None exactly when ``error`` is set.
+    ``value`` is None exactly when ``error`` is set.  ``ts_ms`` is the source timestamp when the
+    device or server supplies one (OPC-UA SourceTimestamp, a meter's own clock); otherwise the
+    edge stamps the sample when it arrives.  ``quality`` carries the device's own verdict when the
+    protocol has one (an OPC-UA status code mapped to our quality); None means "as good as the
+    transport": the edge decides from ``error``, range and type.
     """
 
     key: str
-    value: ScalarValue | None
+    value: ScalarValue | str | None
     error: str | None = None
+    ts_ms: int | None = None
+    quality: Quality | None = None
+
+
+PointT = TypeVar("PointT", default=Any)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription(Generic[PointT]):
+    """The points of one device that a push driver must deliver."""
+
+    device: str
+    unit: int
+    points: tuple[tuple[str, PointT], ...]
+
+
+class PushListener(Protocol):
+    """Where a push driver delivers.  Both methods are called on the event loop and must not block."""
+
+    def on_samples(self, device: str, samples: list[Sample]) -> None:
+        """New values (only the points that changed or were reported) of one device."""
+
+    def on_link(self, device: str | None, up: bool, reason: str) -> None:
+        """The link to one device (or, with ``device=None``, to the whole endpoint) went up or down.
+        Report state changes only, not every failed attempt."""
+
+
+class PushDriver(Protocol[PointT_contra]):
+    """A source that reports by itself: OPC-UA subscriptions, MQTT, serial line protocols.
+
+    ``run`` connects, subscribes every point, delivers through the listener and, when the link
+    is lost or the peer restarts, reconnects with capped backoff and re-creates every
+    subscription (wanted vs actual) — it returns only when cancelled.  A point the peer rejects
+    (unknown node id, bad topic) is delivered as a Sample with ``error`` set; it never fails the
+    device or the channel.
+    """
+
+    async def run(self, subscriptions: Sequence[Subscription[Any]], listener: PushListener) -> None: ...
+
+    async def write(self, unit: int, point: PointT_contra, value: ScalarValue) -> None: ...
 
 
 class Driver(Protocol[PointT_contra]):

@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.base import Sample
-from gascore.records import COMM_FAILURE, DEVICE_ERROR, GOOD, OUT_OF_RANGE, SENSOR_FAULT, Quality, Reading, Value
+from gascore.records import (
+    COMM_FAILURE,
+    DEVICE_ERROR,
+    GOOD,
+    MAX_STRING_VALUE,
+    OUT_OF_RANGE,
+    SENSOR_FAULT,
+    Quality,
+    Reading,
+    Value,
+)
 from gascore.thingmodel import Property
 
 
@@ -27,7 +37,9 @@ class PointSpec:
     deadband: float | None = None
 
 
-_BOOL, _FLOAT, _INT = 0, 1, 2
+_BOOL, _FLOAT, _INT, _STRING = 0, 1, 2, 3
+_TRUE = frozenset({"1", "true", "on", "yes", "open"})
+_FALSE = frozenset({"0", "false", "off", "no", "closed"})
 
 
 @dataclass(slots=True)
@@ -44,6 +56,25 @@ class _Point:
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
+
+
+def _convert(pt: _Point, raw: float | int | bool | str) -> tuple[Value, Quality]:
+    kind = pt.kind
+    if kind == _BOOL:
+        if raw.__class__ is str:
+            text = str(raw).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE, GOOD
+            return None, DEVICE_ERROR
+        return bool(raw), GOOD
+    if kind == _STRING:
+        return str(raw)[:MAX_STRING_VALUE], GOOD
+    if raw.__class__ is str:
+        try:  # JSON payloads and line protocols often carry numbers as text
+            raw = float(str(raw))
+        except ValueError:
+            return None, DEVICE_ERROR
+    return _number(pt, raw)  # type: ignore[arg-type]
 
 
 def _number(pt: _Point, raw: float | int) -> tuple[Value, Quality]:
@@ -66,6 +97,9 @@ def _exact_divisor(scale: float) -> float:
     return float(round(inverse)) if abs(inverse - round(inverse)) < 1e-9 else 0.0
 
 
+_KINDS = {"bool": _BOOL, "int": _INT, "enum": _INT, "float": _FLOAT, "string": _STRING}
+
+
 class DeviceProcessor:
     """Per-device state for report-by-exception.  Not thread-safe; one per poller."""
 
@@ -81,7 +115,7 @@ class DeviceProcessor:
                 rng[1] if rng else math.inf,
                 rng is not None and s.prop.type in ("int", "float"),
                 s.deadband if s.deadband is not None else 0.0,
-                _BOOL if s.prop.type == "bool" else _INT if s.prop.type in ("int", "enum") else _FLOAT,
+                _KINDS[s.prop.type],
                 s.scale != 1.0 or s.offset != 0.0,
                 frozenset(s.prop.values) if s.prop.type == "enum" and s.prop.values else None,
                 _exact_divisor(s.scale),
@@ -95,19 +129,20 @@ class DeviceProcessor:
         out: list[Reading] = []
         device, max_silent = self.device, self.max_silent_ms
         points = self._points
+        poll_ts = ts_ms
         for sample in samples:
             pt = points[sample.key]
             raw = sample.value
+            ts_ms = sample.ts_ms or poll_ts
             value: Value
             if sample.error is not None or raw is None:
-                value, quality = None, DEVICE_ERROR
+                value, quality = None, sample.quality or DEVICE_ERROR
+            elif raw.__class__ is bool and pt.kind == _BOOL:
+                value, quality = raw, GOOD
             else:
-                kind = pt.kind
-                if kind == _BOOL:
-                    value = bool(raw)
-                    quality = GOOD
-                else:
-                    value, quality = _number(pt, raw)
+                value, quality = _convert(pt, raw)
+            if sample.quality is not None and quality is GOOD:
+                quality = sample.quality  # the device's own verdict (e.g. OPC-UA Uncertain)
             last_quality = pt.last_quality
             if last_quality is not None and quality is last_quality and ts_ms - pt.last_ts < max_silent:
                 last = pt.last_value
