@@ -1,15 +1,71 @@
-"""The one place southbound drivers are plugged in: channel config type → driver factory."""
+"""The one place southbound drivers are plugged in.
+
+Each entry says how a channel of that driver is configured (``channel_model``, whose ``driver``
+field is the discriminator in station files), how one point is bound (``point_model``), how to
+build the driver, and whether it is polled (``Driver``) or reports by itself (``PushDriver``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from drivers.base import Driver
-from drivers.modbus.config import ModbusTcpChannel
+from pydantic import BaseModel
+
+from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
 from drivers.modbus.driver import ModbusTcpDriver
+from drivers.modbus.planner import find_overlaps
+
+ValueKind = Literal["bool", "number", "any"]
 
 
-def create_driver(channel: Any) -> Driver:
-    if isinstance(channel, ModbusTcpChannel):
-        return ModbusTcpDriver(channel)
-    raise TypeError(f"no driver registered for channel type {type(channel).__name__}")
+def _no_point_problems(points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+    return []
+
+
+def _always_polled(point: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    name: str
+    channel_model: type[BaseModel]
+    point_model: type[BaseModel]
+    create: Callable[[Any], Any]
+    # Push drivers deliver by themselves (PushDriver.run); polled points of such a driver (e.g.
+    # OPC-UA `mode: poll`) still go through Driver.read on the same driver object.
+    push: bool = False
+    is_polled: Callable[[Any], bool] = _always_polled
+    # What the wire gives for a point, for checking bindings against thing-model types at load time.
+    value_kind: Callable[[Any], ValueKind] = field(default=lambda point: "any")
+    # Cross-point problems within one device: (key, message) pairs.
+    point_problems: Callable[[Sequence[tuple[str, Any]]], list[tuple[str, str]]] = _no_point_problems
+
+
+def _modbus_overlaps(points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+    return [(b, f"registers overlap with point {a!r}") for a, b in find_overlaps(list(points))]
+
+
+def _modbus_kind(point: ModbusPoint) -> ValueKind:
+    return "bool" if point.type == "bool" else "number"
+
+
+DRIVERS: dict[str, DriverSpec] = {
+    spec.name: spec
+    for spec in (
+        DriverSpec(
+            "modbus_tcp",
+            ModbusTcpChannel,
+            ModbusPoint,
+            ModbusTcpDriver,
+            value_kind=_modbus_kind,
+            point_problems=_modbus_overlaps,
+        ),
+    )
+}
+
+
+def spec_for(driver_name: str) -> DriverSpec:
+    return DRIVERS[driver_name]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
-from drivers.modbus.planner import find_overlaps
+from drivers.registry import DRIVERS, DriverSpec
 from gascore.contract import Codec
 from gascore.thingmodel import ModelLibrary, ThingModel
 from gascore.yamldoc import ConfigError, Loc, Problem, YamlDocument, format_loc, load_yaml
@@ -73,22 +72,36 @@ class SyncSection(_Strict):
     backoff_max_s: float = Field(30.0, gt=0)
 
 
-class ModbusTcpChannelConfig(ModbusTcpChannel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: Identifier
-
-
-ChannelConfig = ModbusTcpChannelConfig  # a discriminated union on `driver` as drivers are added
-
-
-class PointBinding(ModbusPoint):
-    """监测点关联: where a thing-model property lives on the wire, and how to make it engineering units."""
+class BindingFields(BaseModel):
+    """监测点关联, the driver-independent part: how a wire value becomes engineering units."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = Field(None, description="If given, must equal the thing model's unit")
     deadband: float | None = Field(None, ge=0, description="Absolute change needed to report")
+
+
+def _channel_config(spec: DriverSpec) -> type[BaseModel]:
+    return create_model(
+        f"{spec.channel_model.__name__}Config",
+        __base__=spec.channel_model,
+        __config__=None,
+        id=(Identifier, ...),
+    )
+
+
+def _binding(spec: DriverSpec) -> type[BaseModel]:
+    return create_model(f"{spec.point_model.__name__}Binding", __base__=(spec.point_model, BindingFields))
+
+
+CHANNEL_CONFIGS: dict[str, type[BaseModel]] = {name: _channel_config(spec) for name, spec in DRIVERS.items()}
+BINDINGS: dict[str, type[BaseModel]] = {name: _binding(spec) for name, spec in DRIVERS.items()}
+_channel_types = tuple(CHANNEL_CONFIGS.values())
+if len(_channel_types) == 1:
+    ChannelConfig: Any = _channel_types[0]
+else:
+    ChannelConfig = Annotated[Union[_channel_types], Field(discriminator="driver")]  # noqa: UP007
 
 
 class Location(_Strict):
@@ -104,7 +117,9 @@ class DeviceConfig(_Strict):
     poll_interval_s: float = Field(1.0, ge=0.05, le=86_400)
     max_silent_s: float = Field(60.0, gt=0, description="Report at least this often even without change")
     location: Location | None = None
-    points: dict[str, PointBinding] = Field(min_length=1)
+    points: dict[str, dict[str, Any]] = Field(
+        min_length=1, description="property id → binding (fields depend on the channel's driver)"
+    )
 
 
 class StationConfig(_Strict):
@@ -126,7 +141,8 @@ class Station:
         self.data_dir = (base_dir / config.gateway.data_dir).resolve()
         key = config.gateway.key_file
         self.key_file = (base_dir / key).resolve() if key else self.data_dir / "gateway.key"
-        self.channels = {c.id: c for c in config.channels}
+        self.channels: dict[str, Any] = {c.id: c for c in config.channels}
+        self.bindings: dict[str, dict[str, Any]] = {}  # device id → property id → validated binding
 
     def model_of(self, device: DeviceConfig) -> ThingModel:
         model = self.library.get(device.model)
@@ -135,7 +151,18 @@ class Station:
 
 
 def json_schema() -> dict[str, Any]:
-    return StationConfig.model_json_schema()
+    """The station schema, with every driver's point binding offered for `points` values."""
+    schema = StationConfig.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    options = []
+    for name, model in BINDINGS.items():
+        sub = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        sub["description"] = f"point binding for `driver: {name}` channels"
+        defs[model.__name__] = sub
+        options.append({"$ref": f"#/$defs/{model.__name__}"})
+    defs["DeviceConfig"]["properties"]["points"]["additionalProperties"] = {"anyOf": options}
+    return schema
 
 
 def load_station(path: Path) -> Station:
@@ -148,13 +175,15 @@ def load_station(path: Path) -> Station:
     base_dir = path.resolve().parent
     model_dirs = [(base_dir / m).resolve() for m in config.models]
     library = ModelLibrary.load(model_dirs)
-    problems = _cross_check(config, library, doc)
+    station = Station(config, library, base_dir, str(path))
+    problems = _cross_check(station, doc)
     if problems:
         raise ConfigError(problems)
-    return Station(config, library, base_dir, str(path))
+    return station
 
 
-def _cross_check(config: StationConfig, library: ModelLibrary, doc: YamlDocument) -> list[Problem]:
+def _cross_check(station: Station, doc: YamlDocument) -> list[Problem]:
+    config, library = station.config, station.library
     problems: list[Problem] = []
 
     def bad(loc: Loc, message: str) -> None:
@@ -169,16 +198,18 @@ def _cross_check(config: StationConfig, library: ModelLibrary, doc: YamlDocument
         loc: Loc = ("devices", i)
         if device_ids.index(device.id) != i:
             bad((*loc, "id"), f"duplicate device id {device.id!r}")
-        if device.channel not in channel_ids:
+        channel = station.channels.get(device.channel)
+        if channel is None:
             bad((*loc, "channel"), f"unknown channel {device.channel!r} (defined: {', '.join(channel_ids)})")
         model = library.get(device.model)
         if model is None:
-            bad(
-                (*loc, "model"),
-                f"unknown thing model {device.model!r} (known: {', '.join(sorted(library.models))})",
-            )
+            bad((*loc, "model"), f"unknown thing model {device.model!r} (known: {', '.join(sorted(library.models))})")
+        if channel is None or model is None:
             continue
-        for key, binding in device.points.items():
+        spec = DRIVERS[channel.driver]
+        bindings = _validate_bindings(spec, device, doc, (*loc, "points"), problems)
+        station.bindings[device.id] = bindings
+        for key, binding in bindings.items():
             ploc: Loc = (*loc, "points", key)
             prop = model.properties.get(key)
             if prop is None:
@@ -186,13 +217,26 @@ def _cross_check(config: StationConfig, library: ModelLibrary, doc: YamlDocument
                 continue
             if binding.unit is not None and binding.unit != prop.unit:
                 bad((*ploc, "unit"), f"unit {binding.unit!r} does not match model unit {prop.unit!r}")
-            is_bool_point = binding.type == "bool"
-            if (prop.type == "bool") != is_bool_point:
-                bad((*ploc, "type"), f"property {key!r} is {prop.type}; binding reads {binding.type}")
-            if prop.type == "string":
-                bad((*ploc, "type"), f"property {key!r} is a string; Modbus bindings carry numbers")
-            if is_bool_point and (binding.scale != 1.0 or binding.offset != 0.0):
-                bad((*ploc, "scale"), "scale/offset do not apply to a bool point")
-        for a, b in find_overlaps(list(device.points.items())):
-            bad((*loc, "points", b), f"registers overlap with point {a!r}")
+            kind = spec.value_kind(binding)
+            if kind != "any" and (prop.type == "bool") != (kind == "bool"):
+                bad((*ploc, "type"), f"property {key!r} is {prop.type}; binding reads {getattr(binding, 'type', kind)}")
+            elif kind == "number" and prop.type == "string":
+                bad((*ploc, "type"), f"property {key!r} is a string; this binding carries numbers")
+            if prop.type in ("bool", "string") and (binding.scale != 1.0 or binding.offset != 0.0):
+                bad((*ploc, "scale"), f"scale/offset do not apply to a {prop.type} point")
+        for key, message in spec.point_problems(list(bindings.items())):
+            bad((*loc, "points", key), message)
     return problems
+
+
+def _validate_bindings(
+    spec: DriverSpec, device: DeviceConfig, doc: YamlDocument, loc: Loc, problems: list[Problem]
+) -> dict[str, Any]:
+    model = BINDINGS[spec.name]
+    out: dict[str, Any] = {}
+    for key, raw in device.points.items():
+        try:
+            out[key] = model.model_validate(raw)
+        except ValidationError as err:
+            problems.extend(doc.problems_from(err, (*loc, key)))
+    return out

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from drivers.base import CommError, Driver, Sample
-from drivers.modbus.config import ModbusPoint
 from edge.backoff import Backoff
+from edge.device_status import DeviceStatus
 from edge.processing import DeviceProcessor
-from gascore.records import Event, EventLevel, Reading
+from gascore.records import Event, Reading
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class RunningChannel:
         self._unit_backoff: dict[int, tuple[Backoff, float]] = {}
         self._lock = asyncio.Lock()
 
-    async def read(self, unit: int, points: Sequence[tuple[str, ModbusPoint]]) -> list[Sample]:
+    async def read(self, unit: int, points: Sequence[tuple[str, Any]]) -> list[Sample]:
         async with self._lock:
             loop = asyncio.get_running_loop()
             unit_state = self._unit_backoff.get(unit)
@@ -75,16 +76,6 @@ class RunningChannel:
         self.connected = False
 
 
-@dataclass
-class PollStats:
-    polls: int = 0
-    failures: int = 0
-    overruns: int = 0
-    errors: int = 0
-    last_duration_s: float = 0.0
-    online: bool | None = None
-
-
 Sink = Callable[[list[Reading], list[Event]], None]
 
 
@@ -94,10 +85,10 @@ class DevicePoller:
     unit: int
     interval_s: float
     channel: RunningChannel
-    points: Sequence[tuple[str, ModbusPoint]]
+    points: Sequence[tuple[str, Any]]
     processor: DeviceProcessor
     sink: Sink
-    stats: PollStats = field(default_factory=PollStats)
+    stats: DeviceStatus
     _faulted: bool = False
 
     async def run(self) -> None:
@@ -135,28 +126,23 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         ts = now_ms()
-        self.stats.polls += 1
+        status = self.stats
+        status.polls += 1
         try:
             samples = await self.channel.read(self.unit, self.points)
         except CommError as err:
-            self.stats.failures += 1
+            status.failures += 1
             readings = self.processor.comm_failure(ts)
-            events = self._set_online(False, ts, str(err))
+            events = status.set_online(False, ts, str(err))
         else:
+            status.record_latency(loop.time() - t0)
+            status.responses += 1
+            status.samples += len(samples)
+            errors = sum(1 for s in samples if s.error is not None)
+            status.device_errors += errors
+            if errors < len(samples):
+                status.last_good_ms = ts
             readings = self.processor.process(samples, ts)
-            events = self._set_online(True, ts, None)
-        self.stats.last_duration_s = loop.time() - t0
+            events = status.set_online(True, ts, "answering")
         if readings or events:
             self.sink(readings, events)
-
-    def _set_online(self, online: bool, ts: int, reason: str | None) -> list[Event]:
-        if self.stats.online == online:
-            return []
-        was = self.stats.online
-        self.stats.online = online
-        if online:
-            if was is not None:
-                log.info("device %s back online", self.device_id)
-            return [Event(self.device_id, "device_online", ts, EventLevel.INFO)]
-        log.warning("device %s offline: %s", self.device_id, reason)
-        return [Event(self.device_id, "device_offline", ts, EventLevel.WARNING, {"reason": reason or ""})]

@@ -8,15 +8,19 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-from drivers.registry import create_driver
+from drivers.base import Subscription
+from drivers.registry import DriverSpec, spec_for
 from edge.backoff import Backoff
 from edge.config import Station
 from edge.datalock import DataDirLock
+from edge.device_status import DeviceStatus
 from edge.poller import DevicePoller, RunningChannel
 from edge.processing import DeviceProcessor, PointSpec
+from edge.push import PushChannel, PushedDevice
 from edge.store import SqliteStore
 from edge.sync import SyncClient
 from gascore.contract import ContractError, parse_frame
@@ -35,6 +39,8 @@ class Gateway:
     store: SqliteStore
     channels: dict[str, RunningChannel] = field(default_factory=dict)
     pollers: list[DevicePoller] = field(default_factory=list)
+    push_channels: list[PushChannel] = field(default_factory=list)
+    statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     sync: SyncClient | None = None
     lock: DataDirLock | None = None
 
@@ -62,24 +68,44 @@ class Gateway:
             timeout_s=cfg.sync.timeout_s,
             backoff=Backoff(cfg.sync.backoff_initial_s, cfg.sync.backoff_max_s),
         )
+        pushed: dict[str, list[PushedDevice]] = {}
+        drivers: dict[str, tuple[DriverSpec, Any]] = {}
         for ch in cfg.channels:
-            gw.channels[ch.id] = RunningChannel(ch.id, create_driver(ch), Backoff(0.5, 30.0))
+            spec = spec_for(ch.driver)
+            drivers[ch.id] = (spec, spec.create(ch))
         for dev in cfg.devices:
+            spec, driver = drivers[dev.channel]
             model = station.model_of(dev)
+            bindings = station.bindings[dev.id]
             specs = [
-                PointSpec(key, model.properties[key], b.scale, b.offset, b.deadband) for key, b in dev.points.items()
+                PointSpec(key, model.properties[key], b.scale, b.offset, b.deadband) for key, b in bindings.items()
             ]
-            gw.pollers.append(
-                DevicePoller(
-                    device_id=dev.id,
-                    unit=dev.unit_id,
-                    interval_s=dev.poll_interval_s,
-                    channel=gw.channels[dev.channel],
-                    points=tuple((k, b) for k, b in dev.points.items()),
-                    processor=DeviceProcessor(dev.id, specs, int(dev.max_silent_s * 1000)),
-                    sink=gw.accept,
+            processor = DeviceProcessor(dev.id, specs, int(dev.max_silent_s * 1000))
+            status = DeviceStatus(dev.id)
+            gw.statuses[dev.id] = status
+            polled = tuple((k, b) for k, b in bindings.items() if not spec.push or spec.is_polled(b))
+            subscribed = tuple((k, b) for k, b in bindings.items() if spec.push and not spec.is_polled(b))
+            if polled:
+                if dev.channel not in gw.channels:
+                    gw.channels[dev.channel] = RunningChannel(dev.channel, driver, Backoff(0.5, 30.0))
+                gw.pollers.append(
+                    DevicePoller(
+                        device_id=dev.id,
+                        unit=dev.unit_id,
+                        interval_s=dev.poll_interval_s,
+                        channel=gw.channels[dev.channel],
+                        points=polled,
+                        processor=processor,
+                        sink=gw.accept,
+                        stats=status,
+                    )
                 )
-            )
+            if subscribed:
+                pushed.setdefault(dev.channel, []).append(
+                    PushedDevice(Subscription(dev.id, dev.unit_id, subscribed), processor, status)
+                )
+        for channel_id, devices in pushed.items():
+            gw.push_channels.append(PushChannel(channel_id, drivers[channel_id][1], devices, gw.accept))
         return gw
 
     def accept(self, readings: list[Reading], events: list[Event]) -> None:
@@ -104,6 +130,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=f"poll:{p.device_id}") for p in self.pollers]
+                tasks += [tg.create_task(c.run(), name=f"push:{c.channel_id}") for c in self.push_channels]
                 tasks.append(tg.create_task(self.sync.run(), name="sync"))
                 await stop.wait()
                 for task in tasks:

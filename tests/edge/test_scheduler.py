@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from drivers.base import Sample
 from edge.backoff import Backoff
+from edge.device_status import DeviceStatus
 from edge.poller import DevicePoller, RunningChannel
 from edge.processing import DeviceProcessor, PointSpec
 from gascore.thingmodel import Name, Property
@@ -45,6 +46,7 @@ def poller(device: SlowDevice, interval_s: float) -> DevicePoller:
         points=(("p", object()),),  # type: ignore[arg-type]
         processor=DeviceProcessor("d", [PointSpec("p", prop)], 60_000),
         sink=lambda readings, events: None,
+        stats=DeviceStatus("d"),
     )
 
 
