@@ -31,6 +31,9 @@ class GatewaySection(_Strict):
     cloud_url: str = Field(pattern=r"^https?://", description="Base URL of the gasiot cloud")
     data_dir: Path = Field(Path("data"), description="Store and key live here (relative to this file)")
     key_file: Path | None = Field(None, description="Default: <data_dir>/gateway.key")
+    status_interval_s: float = Field(
+        60.0, ge=1, le=86_400, description="How often device status is saved and sent to the cloud"
+    )
     allow_insecure_http: bool = Field(
         False, description="Allow plain http:// to a non-loopback cloud (acks are then unauthenticated)"
     )

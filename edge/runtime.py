@@ -18,7 +18,7 @@ from edge.backoff import Backoff
 from edge.config import Station
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
-from edge.poller import DevicePoller, RunningChannel
+from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
 from edge.store import SqliteStore
@@ -132,9 +132,11 @@ class Gateway:
                 tasks = [tg.create_task(p.run(), name=f"poll:{p.device_id}") for p in self.pollers]
                 tasks += [tg.create_task(c.run(), name=f"push:{c.channel_id}") for c in self.push_channels]
                 tasks.append(tg.create_task(self.sync.run(), name="sync"))
+                tasks.append(tg.create_task(self._report_status(), name="status"))
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
+            self.save_status()
             await self.flush(flush_timeout_s)
             log.info(
                 "gateway %s stopped; still buffered: %d telemetry, %d events (kept for the next start)",
@@ -147,6 +149,17 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await ch.close()
             self.close()
+
+    async def _report_status(self) -> None:
+        interval = self.station.config.gateway.status_interval_s
+        while True:
+            await asyncio.sleep(interval)  # a reporting period, not synchronisation
+            self.save_status()
+
+    def save_status(self) -> None:
+        self.store.save_status({d: s.snapshot() for d, s in self.statuses.items()}, now_ms())
+        if self.sync is not None:
+            self.sync.notify()
 
     def close(self) -> None:
         self.store.close()

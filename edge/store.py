@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS pending(
     lane TEXT PRIMARY KEY, seq INTEGER NOT NULL, last_id INTEGER NOT NULL, count INTEGER NOT NULL,
     digest TEXT NOT NULL, frame BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS device_status(device TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, data TEXT NOT NULL);
 """
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
@@ -346,6 +347,23 @@ class SqliteStore:
             )
             self._bump("sync_rewinds_total", 1)
         log.warning("lane %s rewound to seq %d (%s)", lane.value, expected_seq, reason)
+
+    # ---- device status ------------------------------------------------------------------
+
+    def save_status(self, statuses: dict[str, dict[str, Any]], now_ms: int) -> None:
+        """Keep the latest status of every device (for `gasiot edge status`) and send it to the
+        cloud as one ``device.status`` event per device, in one transaction."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO device_status(device, updated_ms, data) VALUES (?,?,?)",
+                [(d, now_ms, json.dumps(v)) for d, v in statuses.items()],
+            )
+            self._insert_events([Event(d, "device.status", now_ms, EventLevel.INFO, v) for d, v in statuses.items()])
+            self._bump("events_appended_total", len(statuses))
+
+    def device_statuses(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        rows = self._db.execute("SELECT device, updated_ms, data FROM device_status ORDER BY device").fetchall()
+        return {d: (ts, json.loads(data)) for d, ts, data in rows}
 
     # ---- inspection ---------------------------------------------------------------------
 

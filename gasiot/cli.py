@@ -120,23 +120,70 @@ def edge_enroll(
 
 
 @edge_app.command("status")
-def edge_status(config: Path) -> None:
-    """Show what the gateway's store holds (buffered rows, counters, lane positions)."""
+def edge_status(
+    config: Path, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False
+) -> None:
+    """Show device status (online, last good read, counters, latency) and what the store holds."""
     from edge.runtime import STORE_FILE
     from edge.store import SqliteStore
     from gascore.records import Lane
 
     station = _load_station(config)
-    store = SqliteStore(station.data_dir / STORE_FILE)
+    db = station.data_dir / STORE_FILE
+    if not db.exists():
+        raise _fail(f"error: no store at {db}: the gateway has not run yet")
+    store = SqliteStore(db)
     try:
         out = {
             "buffered": {lane.value: store.buffered(lane) for lane in Lane},
-            "lanes": {lane.value: store.lane_state(lane).next_seq for lane in Lane},
+            "next_seq": {lane.value: store.lane_state(lane).next_seq for lane in Lane},
             "counters": store.counters(),
+            "devices": {d: {"updated_ms": ts, **data} for d, (ts, data) in store.device_statuses().items()},
         }
     finally:
         store.close()
-    typer.echo(json.dumps(out, indent=2))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    _print_status(station.config.gateway.id, out)
+
+
+def _print_status(gateway_id: str, out: dict) -> None:  # type: ignore[type-arg]
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def age(ms: int | None) -> str:
+        if ms is None:
+            return "—"
+        seconds = max(0.0, time.time() - ms / 1000)
+        return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}min ago"
+
+    table = Table(title=f"gateway {gateway_id}: devices")
+    for column in ("device", "state", "since", "last good", "polls", "fail", "dev.err", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="left" if column in ("device", "state") else "right")
+    for device, st in out["devices"].items():
+        state = {True: "[green]online[/green]", False: f"[red]offline[/red] {st['reason']}", None: "unknown"}
+        table.add_row(
+            device,
+            state[st["online"]],
+            age(st["since_ms"]),
+            age(st["last_good_ms"]),
+            str(st["polls"]),
+            str(st["failures"]),
+            str(st["device_errors"]),
+            str(st["latency_p50_ms"] or "—"),
+            str(st["latency_p95_ms"] or "—"),
+        )
+    console = Console()
+    console.print(table)
+    c = out["counters"]
+    console.print(
+        f"buffered: {out['buffered']['telemetry']} telemetry, {out['buffered']['events']} events · "
+        f"appended {c.get('telemetry_appended_total', 0)} · acked {c.get('telemetry_acked_total', 0)} · "
+        f"dropped {c.get('telemetry_dropped_total', 0)} · next seq {out['next_seq']}"
+    )
 
 
 # ---- cloud -----------------------------------------------------------------------------------
