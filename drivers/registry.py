@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
 from drivers.modbus.driver import ModbusTcpDriver
 from drivers.modbus.planner import find_overlaps
+from drivers.mqtt.config import MqttChannel, MqttPoint
+from drivers.mqtt.driver import MqttDriver
 
 ValueKind = Literal["bool", "number", "any"]
 
@@ -52,6 +54,10 @@ def _modbus_kind(point: ModbusPoint) -> ValueKind:
     return "bool" if point.type == "bool" else "number"
 
 
+def _never_polled(point: Any) -> bool:
+    return False
+
+
 DRIVERS: dict[str, DriverSpec] = {
     spec.name: spec
     for spec in (
@@ -63,6 +69,7 @@ DRIVERS: dict[str, DriverSpec] = {
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),
+        DriverSpec("mqtt", MqttChannel, MqttPoint, MqttDriver, push=True, is_polled=_never_polled),
     )
 }
 
