@@ -18,11 +18,13 @@ from drivers.modbus.driver import ModbusTcpDriver
 from drivers.modbus.planner import find_overlaps
 from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.driver import MqttDriver
+from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
+from drivers.serial_line.driver import SerialLineDriver
 
 ValueKind = Literal["bool", "number", "any"]
 
 
-def _no_point_problems(points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+def _no_point_problems(channel: Any, points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
     return []
 
 
@@ -42,11 +44,11 @@ class DriverSpec:
     is_polled: Callable[[Any], bool] = _always_polled
     # What the wire gives for a point, for checking bindings against thing-model types at load time.
     value_kind: Callable[[Any], ValueKind] = field(default=lambda point: "any")
-    # Cross-point problems within one device: (key, message) pairs.
-    point_problems: Callable[[Sequence[tuple[str, Any]]], list[tuple[str, str]]] = _no_point_problems
+    # Problems of one device's points, given its channel: (key, message) pairs.
+    point_problems: Callable[[Any, Sequence[tuple[str, Any]]], list[tuple[str, str]]] = _no_point_problems
 
 
-def _modbus_overlaps(points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+def _modbus_overlaps(channel: Any, points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
     return [(b, f"registers overlap with point {a!r}") for a, b in find_overlaps(list(points))]
 
 
@@ -56,6 +58,15 @@ def _modbus_kind(point: ModbusPoint) -> ValueKind:
 
 def _never_polled(point: Any) -> bool:
     return False
+
+
+def _serial_fields(channel: SerialLineChannel, points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+    names = channel.field_names
+    return [
+        (k, f"field {p.field!r} is not in the channel's protocol ({', '.join(names)})")
+        for k, p in points
+        if p.field not in names
+    ]
 
 
 DRIVERS: dict[str, DriverSpec] = {
@@ -70,6 +81,15 @@ DRIVERS: dict[str, DriverSpec] = {
             point_problems=_modbus_overlaps,
         ),
         DriverSpec("mqtt", MqttChannel, MqttPoint, MqttDriver, push=True, is_polled=_never_polled),
+        DriverSpec(
+            "serial_line",
+            SerialLineChannel,
+            SerialLinePoint,
+            SerialLineDriver,
+            push=True,
+            is_polled=_never_polled,
+            point_problems=_serial_fields,
+        ),
     )
 }
 

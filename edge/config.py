@@ -227,7 +227,7 @@ def _cross_check(station: Station, doc: YamlDocument) -> list[Problem]:
                 bad((*ploc, "type"), f"property {key!r} is a string; this binding carries numbers")
             if prop.type in ("bool", "string") and (binding.scale != 1.0 or binding.offset != 0.0):
                 bad((*ploc, "scale"), f"scale/offset do not apply to a {prop.type} point")
-        for key, message in spec.point_problems(list(bindings.items())):
+        for key, message in spec.point_problems(channel, list(bindings.items())):
             bad((*loc, "points", key), message)
     return problems
 
