@@ -20,6 +20,8 @@ from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.driver import MqttDriver
 from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
 from drivers.serial_line.driver import SerialLineDriver
+from drivers.sqlpoll.config import SqlPollChannel, SqlPollPoint
+from drivers.sqlpoll.driver import SqlPollDriver
 
 ValueKind = Literal["bool", "number", "any"]
 
@@ -90,6 +92,7 @@ DRIVERS: dict[str, DriverSpec] = {
             is_polled=_never_polled,
             point_problems=_serial_fields,
         ),
+        DriverSpec("sql_poll", SqlPollChannel, SqlPollPoint, SqlPollDriver, push=True, is_polled=_never_polled),
     )
 }
 
