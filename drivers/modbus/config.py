@@ -1,4 +1,5 @@
-"""Configuration of a Modbus TCP channel and of the points read from it (pydantic, validated at load)."""
+"""Configuration of Modbus channels (TCP, RTU on a serial line, RTU over TCP) and of the points read
+from them (pydantic, validated at load)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,62 @@ class ModbusTcpChannel(_Strict):
     driver: Literal["modbus_tcp"] = "modbus_tcp"
     host: str = Field(min_length=1)
     port: int = Field(default=502, ge=1, le=65535)
+    timeout_s: float = Field(default=1.0, gt=0, description="per request, including connect")
+    max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
+    max_bits: int = Field(default=2000, ge=1, le=2000, description="bits per coil/discrete read")
+    max_gap: int = Field(default=8, ge=0, le=100, description="read across at most this many unused registers/bits")
+
+
+# Bits on the wire per character: start bit + data bits + parity bit (if any) + stop bits.
+def _char_bits(bytesize: int, parity: str, stopbits: int) -> int:
+    return 1 + bytesize + (parity != "N") + stopbits
+
+
+class ModbusRtuChannel(_Strict):
+    """One RS-485 line (a serial port): one transaction at a time, shared by every unit id on it."""
+
+    driver: Literal["modbus_rtu"] = "modbus_rtu"
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/…")
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_s: float = Field(
+        default=0.5, gt=0, description="silence allowed after a request, on top of the frames' time on the wire"
+    )
+    inter_frame_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="idle time between frames; None = 3.5 characters (1.75 ms above 19200 baud)",
+    )
+    max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
+    max_bits: int = Field(default=2000, ge=1, le=2000, description="bits per coil/discrete read")
+    max_gap: int = Field(default=8, ge=0, le=100, description="read across at most this many unused registers/bits")
+
+    @property
+    def char_s(self) -> float:
+        """Seconds one character takes on the wire at these port settings."""
+        return _char_bits(self.bytesize, self.parity, self.stopbits) / self.baudrate
+
+    @property
+    def inter_frame_s(self) -> float:
+        """The idle gap the driver keeps between the end of one frame and the start of the next."""
+        if self.inter_frame_ms is not None:
+            return self.inter_frame_ms / 1000
+        # Modbus over serial line V1.02, 2.5.1.1: fixed 1.75 ms above 19200 baud.
+        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_s
+
+
+class ModbusRtuOverTcpChannel(_Strict):
+    """RTU frames (unit id + PDU + CRC, no MBAP header) over a TCP socket to a serial device server.
+
+    The serial server owns the line timing; several unit ids behind it share the one connection.
+    """
+
+    driver: Literal["modbus_rtu_tcp"] = "modbus_rtu_tcp"
+    host: str = Field(min_length=1)
+    port: int = Field(default=4001, ge=1, le=65535)
     timeout_s: float = Field(default=1.0, gt=0, description="per request, including connect")
     max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
     max_bits: int = Field(default=2000, ge=1, le=2000, description="bits per coil/discrete read")

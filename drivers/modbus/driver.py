@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -19,25 +18,22 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from drivers.base import CommError, DeviceError, Driver, Sample, ScalarValue
-from drivers.modbus.codec import CodecError, encode
-from drivers.modbus.config import BIT_TABLES, ModbusPoint, ModbusTcpChannel
-from drivers.modbus.planner import Member, ReadRequest, plan_reads
+from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
+from drivers.modbus.ops import (
+    ModbusStatistics,
+    PlanCache,
+    decode_response,
+    response_samples,
+    send_read,
+    send_write,
+    until_lost,
+    write_payload,
+)
+from drivers.modbus.planner import Member, ReadRequest
 
 _log = logging.getLogger(__name__)
 
-# Plans are cached per points tuple; a bound keeps a caller that builds new tuples every poll from
-# growing the cache without limit.
-_PLAN_CACHE_SIZE = 256
-
-
-@dataclass(slots=True)
-class ModbusStatistics:
-    """Counters since the driver was created."""
-
-    requests: int = 0  # requests sent (reads and writes)
-    exceptions: int = 0  # Modbus exception responses
-    comm_errors: int = 0  # failed connects, timeouts and dropped connections
-    connects: int = 0  # successful connects
+__all__ = ["ModbusStatistics", "ModbusTcpDriver", "decode_response"]
 
 
 class ModbusTcpDriver:
@@ -57,7 +53,7 @@ class ModbusTcpDriver:
         # request wait for its full timeout, so requests race against this event.
         self._lost = asyncio.Event()
         self._up: bool | None = None  # last logged state, so only changes are logged
-        self._plans: dict[tuple[int, int], tuple[tuple[Member, ...], list[ReadRequest]]] = {}
+        self._plans = PlanCache(max_registers=channel.max_registers, max_bits=channel.max_bits, max_gap=channel.max_gap)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,22 +114,7 @@ class ModbusTcpDriver:
 
     def plan(self, unit: int, points: Sequence[Member]) -> list[ReadRequest]:
         """The read requests for ``points``; cached when ``points`` is a tuple (immutable)."""
-        if not isinstance(points, tuple):
-            return self._make_plan(points)
-        cache_key = (unit, id(points))
-        cached = self._plans.get(cache_key)
-        if cached is not None and cached[0] is points:
-            return cached[1]
-        requests = self._make_plan(points)
-        if len(self._plans) >= _PLAN_CACHE_SIZE:
-            del self._plans[next(iter(self._plans))]
-        # Holding the tuple keeps its id from being reused by another object.
-        self._plans[cache_key] = (points, requests)
-        return requests
-
-    def _make_plan(self, points: Sequence[Member]) -> list[ReadRequest]:
-        ch = self.channel
-        return plan_reads(points, max_registers=ch.max_registers, max_bits=ch.max_bits, max_gap=ch.max_gap)
+        return self._plans.plan(unit, points)
 
     async def read(self, unit: int, points: Sequence[Member]) -> list[Sample]:
         """One Sample per point, in the order given.
@@ -148,20 +129,14 @@ class ModbusTcpDriver:
         async with self._lock:
             client = await self._connected_client()
             for request in requests:
-                response = await self._execute(partial(_send_read, client, unit, request))
+                response = await self._execute(partial(send_read, client, unit, request))
                 results.update((s.key, s) for s in self._samples(request, response))
         return [results[key] for key, _ in points]
 
     def _samples(self, request: ReadRequest, response: ModbusPDU) -> list[Sample]:
         if isinstance(response, ExceptionResponse):
             self.statistics.exceptions += 1
-            error = f"modbus_exception_{response.exception_code}"
-            return [Sample(key, None, error) for key, _ in request.members]
-        words: Sequence[bool] | Sequence[int] = response.bits if request.table in BIT_TABLES else response.registers
-        if len(words) < request.count:
-            # The device answered, but with less than asked: a device fault, not a link fault.
-            return [Sample(key, None, "short_response") for key, _ in request.members]
-        return decode_response(request, words)
+        return response_samples(request, response)
 
     # ------------------------------------------------------------------ write
 
@@ -171,21 +146,10 @@ class ModbusTcpDriver:
         Raises DeviceError for read-only points and Modbus exception answers, CodecError
         (a ValueError) when the value does not fit the type, CommError on transport failure.
         """
-        payload: bool | list[int]
-        if point.table == "coil":
-            if not isinstance(value, bool) and value not in (0, 1):
-                raise CodecError(f"a coil takes a bool, not {value!r}")
-            payload = bool(value)
-        elif point.table == "holding" and point.bit is None:
-            payload = encode(value, point.type, point.byte_order, point.word_order)
-        elif point.table == "holding":
-            # Writing one bit means read-modify-write of the whole register: not atomic, refused.
-            raise DeviceError("a single bit of a holding register cannot be written")
-        else:
-            raise DeviceError(f"read-only table: {point.table}")
+        payload = write_payload(point, value)
         async with self._lock:
             client = await self._connected_client()
-            response = await self._execute(partial(_send_write, client, unit, point.address, payload))
+            response = await self._execute(partial(send_write, client, unit, point.address, payload))
         if isinstance(response, ExceptionResponse):
             self.statistics.exceptions += 1
             raise DeviceError(f"modbus_exception_{response.exception_code}")
@@ -202,27 +166,13 @@ class ModbusTcpDriver:
         self.statistics.requests += 1
         try:
             async with asyncio.timeout(self.channel.timeout_s):
-                return await self._unless_lost(call)
+                return await until_lost(call, self._lost)
         except TimeoutError as err:
             self._broken("timeout")
             raise CommError(f"{self._endpoint} did not answer within {self.channel.timeout_s} s") from err
         except (ConnectionException, ModbusIOException) as err:
             self._broken(str(err))
             raise CommError(f"{self._endpoint}: {err}") from err
-
-    async def _unless_lost(self, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
-        """Await ``call()``, failing at once if the connection drops meanwhile."""
-        request = asyncio.ensure_future(call())
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait((request, lost), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-            if not request.done():
-                request.cancel()  # on timeout, cancellation or connection loss
-        if not request.done() or request.cancelled():
-            raise ConnectionException("connection closed by peer")
-        return request.result()
 
     def _broken(self, why: str) -> None:
         # A late answer could otherwise be taken for the next request's: start a fresh connection.
@@ -231,40 +181,6 @@ class ModbusTcpDriver:
         if self._client is not None:
             self._client.close()
         self._set_up(False, why)
-
-
-def _send_read(client: AsyncModbusTcpClient, unit: int, request: ReadRequest) -> Awaitable[ModbusPDU]:
-    start, count = request.start, request.count
-    if request.table == "holding":
-        return client.read_holding_registers(start, count=count, device_id=unit)
-    if request.table == "input":
-        return client.read_input_registers(start, count=count, device_id=unit)
-    if request.table == "coil":
-        return client.read_coils(start, count=count, device_id=unit)
-    return client.read_discrete_inputs(start, count=count, device_id=unit)
-
-
-def _send_write(
-    client: AsyncModbusTcpClient, unit: int, address: int, payload: bool | list[int]
-) -> Awaitable[ModbusPDU]:
-    if isinstance(payload, bool):
-        return client.write_coil(address, payload, device_id=unit)
-    if len(payload) == 1:
-        return client.write_register(address, payload[0], device_id=unit)
-    return client.write_registers(address, payload, device_id=unit)
-
-
-def decode_response(request: ReadRequest, words: Sequence[bool] | Sequence[int]) -> list[Sample]:
-    """The samples of every member of ``request`` from the words the device answered with."""
-    out = []
-    for key, first, past, bit, decoder in request.layout:
-        if decoder is not None:
-            out.append(Sample(key, decoder(words[first:past])))
-        elif bit is not None:
-            out.append(Sample(key, bool((int(words[first]) >> bit) & 1)))
-        else:
-            out.append(Sample(key, bool(words[first])))
-    return out
 
 
 if TYPE_CHECKING:

@@ -99,7 +99,7 @@ async def test_sqlite_history_is_read_incrementally_and_read_only(tmp_path: Path
     assert stored[("inlet_pressure", 1_800_000_025_000)][3] == pytest.approx(4.25)
     assert stored[("inlet_valve_open", 1_800_000_007_000)][3] is True
     assert not any(ts < 1_800_000_006_000 for _, ts in stored)
-    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only"):  # the driver's own connection
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):  # the driver's own connection
         from drivers.sqlpoll.source import SqliteSource
 
         src = SqliteSource(
