@@ -1,0 +1,150 @@
+"""What every Modbus transport (TCP, RTU, RTU over TCP) does the same way: cache read plans, send a
+read or write through a pymodbus client, turn an answer into samples, and check a write.
+
+The transports differ only in how a request reaches the device and what a failure means for the
+link; those parts stay in each driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ConnectionException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+
+from drivers.base import DeviceError, Sample, ScalarValue
+from drivers.modbus.codec import CodecError, encode
+from drivers.modbus.config import BIT_TABLES, ModbusPoint
+from drivers.modbus.planner import Member, ReadRequest, plan_reads
+
+# Plans are cached per points tuple; a bound keeps a caller that builds new tuples every poll from
+# growing the cache without limit.
+_PLAN_CACHE_SIZE = 256
+
+READ_FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+
+WritePayload = bool | list[int]
+
+
+@dataclass(slots=True)
+class ModbusStatistics:
+    """Counters since the driver was created."""
+
+    requests: int = 0  # requests sent (reads and writes)
+    exceptions: int = 0  # Modbus exception responses
+    comm_errors: int = 0  # failed connects, timeouts and dropped connections
+    connects: int = 0  # successful connects
+
+
+class PlanCache:
+    """Read plans per (unit, points tuple); a tuple is immutable, so its plan is computed once."""
+
+    def __init__(self, *, max_registers: int, max_bits: int, max_gap: int) -> None:
+        self._limits = {"max_registers": max_registers, "max_bits": max_bits, "max_gap": max_gap}
+        self._plans: dict[tuple[int, int], tuple[tuple[Member, ...], list[ReadRequest]]] = {}
+
+    def plan(self, unit: int, points: Sequence[Member]) -> list[ReadRequest]:
+        """The read requests for ``points``; cached when ``points`` is a tuple."""
+        if not isinstance(points, tuple):
+            return plan_reads(points, **self._limits)
+        cache_key = (unit, id(points))
+        cached = self._plans.get(cache_key)
+        if cached is not None and cached[0] is points:
+            return cached[1]
+        requests = plan_reads(points, **self._limits)
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            del self._plans[next(iter(self._plans))]
+        # Holding the tuple keeps its id from being reused by another object.
+        self._plans[cache_key] = (points, requests)
+        return requests
+
+
+def send_read(client: ModbusBaseClient, unit: int, request: ReadRequest) -> Awaitable[ModbusPDU]:
+    start, count = request.start, request.count
+    if request.table == "holding":
+        return client.read_holding_registers(start, count=count, device_id=unit)
+    if request.table == "input":
+        return client.read_input_registers(start, count=count, device_id=unit)
+    if request.table == "coil":
+        return client.read_coils(start, count=count, device_id=unit)
+    return client.read_discrete_inputs(start, count=count, device_id=unit)
+
+
+def send_write(client: ModbusBaseClient, unit: int, address: int, payload: WritePayload) -> Awaitable[ModbusPDU]:
+    if isinstance(payload, bool):
+        return client.write_coil(address, payload, device_id=unit)
+    if len(payload) == 1:
+        return client.write_register(address, payload[0], device_id=unit)
+    return client.write_registers(address, payload, device_id=unit)
+
+
+async def until_lost(call: Callable[[], Awaitable[ModbusPDU]], lost: asyncio.Event) -> ModbusPDU:
+    """Await ``call()``, failing at once (ConnectionException) if ``lost`` is set meanwhile.
+
+    pymodbus lets a request whose connection dropped wait for its full timeout; racing it against
+    the driver's "connection lost" event turns a dead link into an immediate error.
+    """
+    request = asyncio.ensure_future(call())
+    lost_wait = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait((request, lost_wait), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost_wait.cancel()
+        if not request.done():
+            request.cancel()  # on timeout, cancellation or connection loss
+    if not request.done() or request.cancelled():
+        raise ConnectionException("connection closed by peer")
+    return request.result()
+
+
+def write_function(payload: WritePayload) -> int:
+    """The function code :func:`send_write` uses for ``payload``."""
+    if isinstance(payload, bool):
+        return 5
+    return 6 if len(payload) == 1 else 16
+
+
+def write_payload(point: ModbusPoint, value: ScalarValue) -> WritePayload:
+    """What to write for ``value``: coil -> bool (function 5), holding -> registers (6 or 16).
+
+    Raises DeviceError for read-only points and register bits, CodecError (a ValueError) when the
+    value does not fit the type.
+    """
+    if point.table == "coil":
+        if not isinstance(value, bool) and value not in (0, 1):
+            raise CodecError(f"a coil takes a bool, not {value!r}")
+        return bool(value)
+    if point.table == "holding" and point.bit is None:
+        return encode(value, point.type, point.byte_order, point.word_order)
+    if point.table == "holding":
+        # Writing one bit means read-modify-write of the whole register: not atomic, refused.
+        raise DeviceError("a single bit of a holding register cannot be written")
+    raise DeviceError(f"read-only table: {point.table}")
+
+
+def response_samples(request: ReadRequest, response: ModbusPDU) -> list[Sample]:
+    """The samples of ``request``'s members from the device's answer (an exception marks them all)."""
+    if isinstance(response, ExceptionResponse):
+        error = f"modbus_exception_{response.exception_code}"
+        return [Sample(key, None, error) for key, _ in request.members]
+    words: Sequence[bool] | Sequence[int] = response.bits if request.table in BIT_TABLES else response.registers
+    if len(words) < request.count:
+        # The device answered, but with less than asked: a device fault, not a link fault.
+        return [Sample(key, None, "short_response") for key, _ in request.members]
+    return decode_response(request, words)
+
+
+def decode_response(request: ReadRequest, words: Sequence[bool] | Sequence[int]) -> list[Sample]:
+    """The samples of every member of ``request`` from the words the device answered with."""
+    out = []
+    for key, first, past, bit, decoder in request.layout:
+        if decoder is not None:
+            out.append(Sample(key, decoder(words[first:past])))
+        elif bit is not None:
+            out.append(Sample(key, bool((int(words[first]) >> bit) & 1)))
+        else:
+            out.append(Sample(key, bool(words[first])))
+    return out
