@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
+REPO = Path(__file__).resolve().parents[2]
 POINTS_PER_DEVICE = 10
 REGISTERS = 11  # holding 0..10 of the regulator register map
 
@@ -74,7 +75,7 @@ async def gateway(ports: list[int], interval: float, seconds: float, tmp: Path) 
     from edge.runtime import Gateway
     from gascore.crypto import generate_signer
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     template = yaml.safe_load((repo / "configs" / "stations" / "demo-station.yaml").read_text(encoding="utf-8"))
     points = template["devices"][0]["points"]
     data = {
@@ -89,7 +90,7 @@ async def gateway(ports: list[int], interval: float, seconds: float, tmp: Path) 
             for i in range(len(ports))
         ],
     }
-    (tmp / "station.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    (tmp / "station.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")  # noqa: ASYNC240 - setup, untimed
     gw = Gateway.build(load_station(tmp / "station.yaml"), signer=generate_signer("ed25519"))
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop, flush_timeout_s=0.1))
