@@ -90,7 +90,7 @@ async def gateway(ports: list[int], interval: float, seconds: float, tmp: Path) 
             for i in range(len(ports))
         ],
     }
-    (tmp / "station.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")  # noqa: ASYNC240 - setup, untimed
+    (tmp / "station.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     gw = Gateway.build(load_station(tmp / "station.yaml"), signer=generate_signer("ed25519"))
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop, flush_timeout_s=0.1))
