@@ -12,7 +12,13 @@ from drivers.modbus.config import (
 )
 from drivers.modbus.driver import ModbusStatistics, ModbusTcpDriver
 from drivers.modbus.planner import ReadRequest, find_overlaps, plan_reads
-from drivers.modbus.rtu import ModbusRtuDriver, ModbusRtuOverTcpDriver, RtuStatistics, UnitStatistics
+from drivers.modbus.rtu import (
+    ModbusRtuDriver,
+    ModbusRtuOverTcpDriver,
+    NoAnswerError,
+    RtuStatistics,
+    UnitStatistics,
+)
 
 __all__ = [
     "CodecError",
@@ -25,6 +31,7 @@ __all__ = [
     "ModbusStatistics",
     "ModbusTcpChannel",
     "ModbusTcpDriver",
+    "NoAnswerError",
     "ReadRequest",
     "RegisterTable",
     "RtuStatistics",
