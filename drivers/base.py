@@ -4,6 +4,7 @@ Exception tree (decides what the caller does next)::
 
     DriverError
     ├── CommError        transport failed or timed out: the device is unreachable; retry later
+    │   └── NoAnswer     one unit did not answer, the line/connection is fine: back off that unit
     └── DeviceError      the device answered with an error (e.g. Modbus exception): not a
                          connectivity problem; the affected points are bad, the device stays online
 """
@@ -31,6 +32,10 @@ class DriverError(Exception):
 
 class CommError(DriverError):
     """The transport failed (refused, reset, timed out).  Retry after backoff."""
+
+
+class NoAnswer(CommError):
+    """One unit behind a shared line did not answer; the transport itself is fine (keep it open)."""
 
 
 class DeviceError(DriverError):

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
+from drivers.modbus.config import ModbusPoint, ModbusRtuChannel, ModbusRtuOverTcpChannel, ModbusTcpChannel
 from drivers.modbus.driver import ModbusTcpDriver
 from drivers.modbus.planner import find_overlaps
+from drivers.modbus.rtu import ModbusRtuDriver, ModbusRtuOverTcpDriver
 from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.driver import MqttDriver
 from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
@@ -79,6 +80,22 @@ DRIVERS: dict[str, DriverSpec] = {
             ModbusTcpChannel,
             ModbusPoint,
             ModbusTcpDriver,
+            value_kind=_modbus_kind,
+            point_problems=_modbus_overlaps,
+        ),
+        DriverSpec(
+            "modbus_rtu",
+            ModbusRtuChannel,
+            ModbusPoint,
+            ModbusRtuDriver,
+            value_kind=_modbus_kind,
+            point_problems=_modbus_overlaps,
+        ),
+        DriverSpec(
+            "modbus_rtu_tcp",
+            ModbusRtuOverTcpChannel,
+            ModbusPoint,
+            ModbusRtuOverTcpDriver,
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),

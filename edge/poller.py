@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.base import CommError, Driver, Sample
+from drivers.base import CommError, Driver, NoAnswer, Sample
 from edge.backoff import Backoff
 from edge.device_status import DeviceStatus
 from edge.processing import DeviceProcessor
@@ -59,11 +59,13 @@ class RunningChannel:
                 self.backoff.reset()
             try:
                 samples = await self.driver.read(unit, points)
-            except CommError:
-                # The driver drops the connection after a failed request (a late answer must not
-                # be taken for the next one); reconnect on next use, back off only this unit.
-                self.connected = False
-                await self.driver.close()
+            except CommError as err:
+                if not isinstance(err, NoAnswer):
+                    # The transport failed: reconnect on next use (a late answer on the old
+                    # connection must not be taken for the next request).
+                    self.connected = False
+                    await self.driver.close()
+                # Either way only this unit backs off; its neighbours keep their rate.
                 unit_backoff = unit_state[0] if unit_state else Backoff(self.backoff.initial_s, self.backoff.maximum_s)
                 self._unit_backoff[unit] = (unit_backoff, loop.time() + unit_backoff.next_delay())
                 raise

@@ -36,7 +36,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.transport.serialtransport import SerialTransport
 
-from drivers.base import CommError, DeviceError, Driver, Sample, ScalarValue
+from drivers.base import CommError, DeviceError, Driver, NoAnswer, Sample, ScalarValue
 from drivers.modbus.bus import BusQueue, Priority
 from drivers.modbus.config import BIT_TABLES, ModbusPoint, ModbusRtuChannel, ModbusRtuOverTcpChannel
 from drivers.modbus.ops import (
@@ -58,7 +58,7 @@ _MAX_ADU_BYTES = 256  # longest RTU frame
 Send = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
 
 
-class NoAnswerError(CommError):
+class NoAnswerError(NoAnswer):
     """One unit did not answer (or answered something else); the line itself is fine.
 
     Back off that unit; closing the driver would not help the unit and would cost every other

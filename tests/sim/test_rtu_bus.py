@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from peers._require import require_tool
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusIOException
 
@@ -24,8 +24,7 @@ FROZEN = 3600.0
 
 @pytest.fixture
 async def pty_pair(tmp_path: Path) -> AsyncIterator[PtyPair]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (apt-get install socat)")
+    require_tool("socat")  # skips locally, fails in CI (GASIOT_REQUIRE_PEERS=1) when missing
     async with PtyPair(tmp_path) as pair:
         yield pair
 
@@ -121,8 +120,7 @@ def test_unit_ids_are_checked() -> None:
 
 
 async def test_command_line_serves_a_pty_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (apt-get install socat)")
+    require_tool("socat")  # skips locally, fails in CI (GASIOT_REQUIRE_PEERS=1) when missing
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gasiot_sim.rtu_bus", "--dir", str(tmp_path), "--units", "3,8", "--tcp-port", "0",
         stdout=asyncio.subprocess.PIPE,
