@@ -19,6 +19,9 @@ from drivers.modbus.planner import find_overlaps
 from drivers.modbus.rtu import ModbusRtuDriver, ModbusRtuOverTcpDriver
 from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.driver import MqttDriver
+from drivers.opcua.config import OpcUaChannel, OpcUaPoint
+from drivers.opcua.driver import OpcUaDriver
+from drivers.opcua.driver import is_polled as opcua_is_polled
 from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
 from drivers.serial_line.driver import SerialLineDriver
 from drivers.sqlpoll.config import SqlPollChannel, SqlPollPoint
@@ -99,6 +102,7 @@ DRIVERS: dict[str, DriverSpec] = {
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),
+        DriverSpec("opcua", OpcUaChannel, OpcUaPoint, OpcUaDriver, push=True, is_polled=opcua_is_polled),
         DriverSpec("mqtt", MqttChannel, MqttPoint, MqttDriver, push=True, is_polled=_never_polled),
         DriverSpec(
             "serial_line",

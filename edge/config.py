@@ -144,13 +144,25 @@ class Station:
         self.data_dir = (base_dir / config.gateway.data_dir).resolve()
         key = config.gateway.key_file
         self.key_file = (base_dir / key).resolve() if key else self.data_dir / "gateway.key"
-        self.channels: dict[str, Any] = {c.id: c for c in config.channels}
+        # Paths in channels (certificates, keys) are relative to the station file, like data_dir.
+        self.channels: dict[str, Any] = {c.id: _resolve_paths(c, base_dir) for c in config.channels}
         self.bindings: dict[str, dict[str, Any]] = {}  # device id → property id → validated binding
 
     def model_of(self, device: DeviceConfig) -> ThingModel:
         model = self.library.get(device.model)
         assert model is not None, "checked at load time"
         return model
+
+
+def _resolve_paths(model: BaseModel, base_dir: Path) -> BaseModel:
+    update: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path):
+            update[name] = (base_dir / value).resolve()
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            update[name] = [(base_dir / v).resolve() for v in value]
+    return model.model_copy(update=update) if update else model
 
 
 def json_schema() -> dict[str, Any]:

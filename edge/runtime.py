@@ -70,7 +70,7 @@ class Gateway:
         )
         pushed: dict[str, list[PushedDevice]] = {}
         drivers: dict[str, tuple[DriverSpec, Any]] = {}
-        for ch in cfg.channels:
+        for ch in station.channels.values():
             spec = spec_for(ch.driver)
             drivers[ch.id] = (spec, spec.create(ch))
         for dev in cfg.devices:

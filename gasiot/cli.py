@@ -186,6 +186,24 @@ def _print_status(gateway_id: str, out: dict) -> None:  # type: ignore[type-arg]
     )
 
 
+@edge_app.command("browse")
+def edge_browse(
+    endpoint: Annotated[str, typer.Argument(help="opc.tcp://host:port/path of the SCADA's OPC-UA server")],
+    depth: Annotated[int, typer.Option(min=1, max=10, help="How many levels below the root")] = 3,
+    root: Annotated[str, typer.Option(help="NodeId to start from (default: the Objects folder)")] = "i=85",
+) -> None:
+    """Print a SCADA's OPC-UA address space, so bindings can be written (security None)."""
+    logsetup.configure("WARNING")
+    from drivers.base import DriverError
+    from drivers.opcua.browse import browse, format_browse
+
+    try:
+        entries = asyncio.run(browse(endpoint, depth=depth, root=root))
+    except (DriverError, OSError, TimeoutError) as err:
+        raise _fail(f"error: cannot browse {endpoint}: {err or type(err).__name__}") from None
+    typer.echo(format_browse(entries))
+
+
 # ---- cloud -----------------------------------------------------------------------------------
 
 

@@ -30,5 +30,10 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pymodbus", "aiohttp.access", "asyncua"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL if noisy == "pymodbus" else logging.WARNING)
+    # Libraries that log every retry or a traceback per dropped link: our drivers log the state changes.
+    for noisy, lib_level in (
+        ("pymodbus", logging.CRITICAL),
+        ("aiohttp.access", logging.WARNING),
+        ("asyncua", logging.CRITICAL),
+    ):
+        logging.getLogger(noisy).setLevel(lib_level)
