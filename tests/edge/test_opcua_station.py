@@ -7,19 +7,19 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from support.station import MODELS, write_station
-from support.wait import eventually
 
 from edge.config import load_station
 from edge.runtime import Gateway
 from gascore.crypto import generate_signer
 from gascore.records import Lane
 from gasiot_sim.scada_opcua import ScadaSimServer
+from support.station import MODELS, write_station
+from support.wait import eventually
 
 
 async def test_scada_values_flow_and_survive_a_server_restart(tmp_path: Path) -> None:
     sim = ScadaSimServer(seed=2, tick_s=0.1)
-    port = await sim.start()
+    await sim.start()
     try:
         points = {
             "inlet_pressure": {"node": sim.node_id("Inlet.Pressure"), "sampling_interval_ms": 50},
