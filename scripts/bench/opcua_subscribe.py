@@ -96,7 +96,7 @@ async def gateway(endpoint: str, ns: int, nodes: int, seconds: float, tmp: Path)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop, flush_timeout_s=0.1))
     status = gw.statuses["bench"]
-    while status.samples < nodes:  # wait for the initial values (not measured)
+    while status.samples < nodes:  # noqa: ASYNC110 - wait for the initial values (not measured)
         await asyncio.sleep(0.05)
     start = gw.store.counters().get("telemetry_appended_total", 0)
     await asyncio.sleep(seconds)  # the measurement window
