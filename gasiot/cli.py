@@ -264,6 +264,33 @@ def sim_regulator(
     _run(run_regulator(host, port, scenario=scenario, seed=seed, on_ready=ready))
 
 
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@sim_app.command("scada", context_settings=_PASS_THROUGH)
+def sim_scada(ctx: typer.Context) -> None:
+    """Gate-station SCADA as an OPC-UA server (options: see `gasiot sim scada --help`)."""
+    from gasiot_sim.scada_opcua import main as scada_main
+
+    scada_main(ctx.args)
+
+
+@sim_app.command("rtu-bus", context_settings=_PASS_THROUGH)
+def sim_rtu_bus(ctx: typer.Context) -> None:
+    """Regulator boxes on a simulated RS-485 bus (pty pair; options: `gasiot sim rtu-bus --help`)."""
+    from gasiot_sim.rtu_bus import main as bus_main
+
+    bus_main(ctx.args)
+
+
+@sim_app.command("meters", context_settings=_PASS_THROUGH)
+def sim_meters(ctx: typer.Context) -> None:
+    """Smart gas meters publishing over MQTT (options: `gasiot sim meters --help`)."""
+    from gasiot_sim.meter_mqtt import main as meters_main
+
+    meters_main(ctx.args)
+
+
 # ---- keys ------------------------------------------------------------------------------------
 
 
