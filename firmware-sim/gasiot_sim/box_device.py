@@ -90,7 +90,7 @@ class BoxDevice:
         if function_code == _READ_HOLDING:
             registers[start_address : start_address + len(self.holding)] = self.holding
         elif function_code == _READ_COILS:
-            registers[0] = 0  # slam_shut_reset is a command: it always reads back 0
+            registers[0] = 0  # slam_shut_reset and emergency_close are commands: they read back 0
         elif function_code == _READ_DISCRETE:
             registers[0] = int(self.box.state().door_open) << rm.DOOR_DISCRETE_INPUT
         return None
@@ -102,7 +102,10 @@ class BoxDevice:
                 # Refused silently above the trip level; the status bit shows the valve still closed.
                 if self.box.reset_slam_shut():
                     _log.info("%s: slam-shut reset", self.name)
-                self.refresh()
+            index = rm.EMERGENCY_CLOSE_COIL - address
+            if 0 <= index < len(values) and values[index] and self.box.emergency_close():
+                _log.info("%s: slam-shut closed on command", self.name)
+            self.refresh()
             return None
         if function_code in (_WRITE_REGISTER, _WRITE_REGISTERS):
             index = rm.SETPOINT_ADDRESS - address

@@ -14,6 +14,7 @@ UNIT_ID = 1
 HOLDING_COUNT = 11  # holding registers 0..10
 SETPOINT_ADDRESS = 10  # the only writable holding register
 SLAM_RESET_COIL = 0
+EMERGENCY_CLOSE_COIL = 1  # write 1: close the slam-shut (reads back 0: a command)
 DOOR_DISCRETE_INPUT = 0
 STATUS_SLAM_SHUT_BIT = 0
 STATUS_RELIEF_BIT = 1

@@ -73,6 +73,7 @@ class RegulatorBox:
         self._relief_open = False
         self._door_open = False
         self._leak_target = self._rng.uniform(30.0, 55.0)
+        self.valve_stuck = False  # fault injection: the slam-shut ignores close commands
 
     # ------------------------------------------------------------------ inputs
 
@@ -97,6 +98,14 @@ class RegulatorBox:
 
     def set_door(self, is_open: bool) -> None:
         self._door_open = is_open
+
+    def emergency_close(self) -> bool:
+        """Close the slam-shut on command (an interlock or an operator).  Latched like a trip;
+        ignored when the valve is stuck (fault injection for the read-back check)."""
+        if self.valve_stuck:
+            return False
+        self._slam_closed = True
+        return True
 
     def reset_slam_shut(self) -> bool:
         """Re-open a tripped slam-shut.  Refused (False) while outlet pressure is at trip level."""
