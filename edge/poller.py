@@ -73,6 +73,14 @@ class RunningChannel:
                 del self._unit_backoff[unit]
             return samples
 
+    async def write(self, unit: int, point: Any, value: Any) -> None:
+        """A command (interlock, operator): not queued behind this channel's polls — drivers with a
+        shared bus order it first themselves — but connects first if needed.  Raises DriverError."""
+        if not self.connected:
+            await self.driver.connect()
+            self.connected = True
+        await self.driver.write(unit, point, value)
+
     async def close(self) -> None:
         await self.driver.close()
         self.connected = False
