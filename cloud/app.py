@@ -6,32 +6,27 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from cloud.appkeys import CLOUD_SIGNER, INGESTOR, PRINCIPAL, REPO, now_ms
 from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
+from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.repository import GatewayRecord, Repository
 from gascore.contract import MAX_FRAME_BYTES
-from gascore.crypto import CryptoError, key_id_of, verifier_for
+from gascore.crypto import CryptoError, Signer, generate_signer, key_id_of, verifier_for
 from gascore.records import Lane
 
 log = logging.getLogger(__name__)
 
-REPO = web.AppKey("repo", Repository)
-INGESTOR = web.AppKey("ingestor", Ingestor)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RANK: dict[str, int] = {"viewer": 1, "operator": 2, "admin": 3}
 GATEWAY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
@@ -109,7 +104,9 @@ async def enroll(request: web.Request) -> web.Response:
     key_id = key_id_of(public_key)
     repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms()))
     log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
-    return web.json_response({"gateway_id": gateway_id, "key_id": key_id, "status": "active"}, status=201)
+    return web.json_response(
+        {"gateway_id": gateway_id, "key_id": key_id, "status": "active", **cloud_key_info(request.app)}, status=201
+    )
 
 
 async def list_gateways(request: web.Request) -> web.Response:
@@ -241,6 +238,15 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         "Create a one-time enrollment token for a gateway id",
     ),
+    Route(
+        "POST",
+        "/v1/gateways/{gateway_id}/commands",
+        create_command,
+        "operator",
+        "Queue a signed command for a gateway (alarm.ack, alarm.shelve)",
+    ),
+    Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "viewer", "Commands and their results"),
+    Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),
     Route("POST", "/v1/enroll", enroll, ENROLL, "Enroll a gateway's public key with a one-time token"),
     Route("GET", "/v1/gateways", list_gateways, "viewer", "List gateways with sync status"),
     Route(
@@ -314,6 +320,7 @@ async def _authorized(request: web.Request, handler: Handler) -> web.StreamRespo
             return json_error(401, "unauthenticated", "send 'Authorization: Bearer <api key>'")
         if RANK[role] < RANK[str(route.auth)]:
             return json_error(403, "forbidden", f"role {role!r} may not {route.method} {route.path}")
+        request[PRINCIPAL] = f"{role}:{secret_hash(key)[:8]}"  # who, for the audit trail (never the key)
     return await handler(request)
 
 
@@ -361,11 +368,13 @@ def check_routes(routes: tuple[Route, ...]) -> None:
             raise ValueError(f"route {r.method} {r.path}: unknown auth {r.auth!r}")
 
 
-def create_app(repo: Repository) -> web.Application:
+def create_app(repo: Repository, cloud_signer: Signer | None = None) -> web.Application:
+    """``cloud_signer`` signs downlink commands; an ephemeral key when not given (tests, demo)."""
     check_routes(ROUTES)
     app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
     app[REPO] = repo
     app[INGESTOR] = Ingestor(repo)
+    app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
 

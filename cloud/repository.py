@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 import sqlite_utils
 
 from gascore.contract import GENESIS_DIGEST, BatchHeader, canonical_json
+from gascore.downlink import Command
 from gascore.records import Event, Lane, Reading
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class Repository(Protocol):
         self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int
     ) -> list[dict[str, Any]]: ...
     def counts(self, gateway_id: str) -> dict[str, int]: ...
+    def add_command(
+        self, gateway_id: str, type_: str, body: dict[str, Any], created_by: str, now_ms: int
+    ) -> Command: ...
+    def commands_after(self, gateway_id: str, after: int, limit: int, now_ms: int) -> list[Command]: ...
+    def commands(self, gateway_id: str, limit: int) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -136,6 +142,11 @@ class SqliteRepository:
             },
             pk=("gateway_id", "lane", "seq"),
             if_not_exists=True,
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS commands(id INTEGER PRIMARY KEY AUTOINCREMENT, gateway_id TEXT NOT NULL,"
+            " type TEXT NOT NULL, body TEXT NOT NULL, created_ms INTEGER NOT NULL, created_by TEXT NOT NULL,"
+            " status TEXT NOT NULL DEFAULT 'pending', delivered_ms INTEGER, done_ms INTEGER, result TEXT)"
         )
         # Raw DDL: `value` must have no type affinity so floats, ints and bools keep their type.
         self._db.executescript("""
@@ -298,7 +309,52 @@ class SqliteRepository:
     def _insert_events(self, gw: str, seq: int, events: Sequence[Event]) -> int:
         # Canonical JSON, so the same data always has the same text and the unique key sees it.
         rows = [(gw, e.device, e.kind, e.ts_ms, e.level.value, canonical_json(e.data).decode(), seq) for e in events]
-        return self._db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows).rowcount
+        inserted = self._db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows).rowcount
+        # The gateway reports what it did with each command on the events lane.
+        results = [
+            (str(e.data.get("status", "")), e.ts_ms, json.dumps(e.data, ensure_ascii=False), gw, e.data["command_id"])
+            for e in events
+            if e.kind == "command.result" and isinstance(e.data.get("command_id"), int)
+        ]
+        self._db.executemany("UPDATE commands SET status=?, done_ms=?, result=? WHERE gateway_id=? AND id=?", results)
+        return inserted
+
+    # ---- commands (downlink) ------------------------------------------------------------
+
+    def add_command(self, gateway_id: str, type_: str, body: dict[str, Any], created_by: str, now_ms: int) -> Command:
+        cur = self._db.execute(
+            "INSERT INTO commands(gateway_id, type, body, created_ms, created_by) VALUES (?,?,?,?,?)",
+            (gateway_id, type_, canonical_json(body).decode(), now_ms, created_by),
+        )
+        assert cur.lastrowid is not None
+        return Command(cur.lastrowid, gateway_id, type_, body, now_ms, created_by)
+
+    def commands_after(self, gateway_id: str, after: int, limit: int, now_ms: int) -> list[Command]:
+        rows = self._db.execute(
+            "SELECT id, type, body, created_ms, created_by FROM commands WHERE gateway_id=? AND id>?"
+            " AND status IN ('pending', 'delivered') ORDER BY id LIMIT ?",
+            (gateway_id, after, limit),
+        ).fetchall()
+        self._db.executemany(
+            "UPDATE commands SET status='delivered', delivered_ms=? WHERE id=? AND status='pending'",
+            [(now_ms, r[0]) for r in rows],
+        )
+        return [Command(r[0], gateway_id, r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def commands(self, gateway_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT id, type, body, created_ms, created_by, status, delivered_ms, done_ms, result FROM commands"
+            " WHERE gateway_id=? ORDER BY id DESC LIMIT ?",
+            (gateway_id, limit),
+        ).fetchall()
+        keys = ("id", "type", "body", "created_ms", "created_by", "status", "delivered_ms", "done_ms", "result")
+        out = []
+        for r in rows:
+            item = dict(zip(keys, r, strict=True))
+            item["body"] = json.loads(item["body"])
+            item["result"] = json.loads(item["result"]) if item["result"] else None
+            out.append(item)
+        return out
 
     # ---- queries ------------------------------------------------------------------------
 

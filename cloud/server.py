@@ -11,9 +11,11 @@ from typing import cast
 
 from aiohttp import web
 
-from cloud.app import create_app, now_ms
+from cloud.app import create_app
+from cloud.appkeys import now_ms
 from cloud.auth import API_KEY_PREFIX, new_secret, secret_hash
 from cloud.repository import Repository, Role, open_repository
+from gascore.crypto import Signer, generate_signer, load_key_file, write_key_file
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,31 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def load_or_create_cloud_key(path: Path) -> Signer:
+    """The key the cloud signs downlink commands with (SM2), created on first start (mode 0600)."""
+    if path.exists():
+        return load_key_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signer = generate_signer("sm2-sm3")
+    write_key_file(signer, path)
+    log.info("cloud signing key %s written to %s", signer.key_id, path)
+    return signer
+
+
 async def serve(
-    db_url: str, listen: str, *, admin_key_file: Path | None, on_ready: Callable[[str], None] | None = None
+    db_url: str,
+    listen: str,
+    *,
+    admin_key_file: Path | None,
+    cloud_key_file: Path | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
     host, port = parse_listen(listen)
     repo = open_repository(db_url)
     if admin_key_file is not None:
         ensure_admin_key(repo, admin_key_file)
-    app = create_app(repo)
+    key_file = cloud_key_file or Path(db_url.removeprefix("sqlite:///")).with_suffix(".cloud.key")
+    app = create_app(repo, load_or_create_cloud_key(key_file))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

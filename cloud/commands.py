@@ -1,0 +1,84 @@
+"""Downlink commands (cloud → edge): operators queue them, gateways poll for them with a signed
+request, each command goes out signed by the cloud key (gascore.downlink)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from cloud.appkeys import CLOUD_SIGNER, PRINCIPAL, REPO, now_ms
+from gascore.contract import ContractError
+from gascore.crypto import CryptoError, verifier_for
+from gascore.downlink import (
+    MAX_COMMANDS_PER_POLL,
+    POLL_MAX_SKEW_MS,
+    PollRequest,
+    check_command_body,
+    signed_command,
+)
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "Gasiot-Signature"
+_HEX = re.compile(r"^[0-9a-f]{2,512}$")
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+async def create_command(request: web.Request) -> web.Response:
+    repo = request.app[REPO]
+    gateway_id = request.match_info["gateway_id"]
+    if repo.gateway(gateway_id) is None:
+        return _error(404, "not_found", "no such gateway")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "bad_request", "body must be a JSON object")
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not isinstance(body.get("body"), dict):
+        return _error(400, "bad_request", "expected {type: str, body: object}")
+    try:
+        check_command_body(body["type"], body["body"])
+    except ContractError as err:
+        return _error(400, "bad_request", str(err))
+    created_by = request.get(PRINCIPAL, "api")
+    cmd = repo.add_command(gateway_id, body["type"], body["body"], created_by, now_ms())
+    log.info("command %d (%s) queued for gateway %s by %s", cmd.id, cmd.type, gateway_id, created_by)
+    return web.json_response({"id": cmd.id, "status": "pending"}, status=201)
+
+
+async def list_commands(request: web.Request) -> web.Response:
+    gateway_id = request.match_info["gateway_id"]
+    return web.json_response({"gateway_id": gateway_id, "commands": request.app[REPO].commands(gateway_id, 200)})
+
+
+async def poll_commands(request: web.Request) -> web.Response:
+    """The gateway's signed poll: verified against its enrolled key, fresh within the skew."""
+    repo = request.app[REPO]
+    data = await request.read()
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    try:
+        poll = PollRequest.parse(data)
+    except ContractError as err:
+        return _error(400, "malformed", str(err))
+    gw = repo.gateway(poll.gateway_id)
+    if gw is None or gw.status != "active" or not _HEX.match(signature):
+        return _error(401, "unauthenticated", "signature or gateway not recognised")
+    try:
+        verifier_for(gw.alg, gw.public_key).verify(poll.canonical(), bytes.fromhex(signature))  # type: ignore[arg-type]
+    except CryptoError:
+        log.warning("command poll with a bad signature for gateway %s", poll.gateway_id)
+        return _error(401, "unauthenticated", "signature or gateway not recognised")
+    if abs(now_ms() - poll.ts_ms) > POLL_MAX_SKEW_MS:
+        return _error(401, "stale", "poll timestamp too far from the cloud's clock (replay or clock drift)")
+    commands = repo.commands_after(poll.gateway_id, poll.after, MAX_COMMANDS_PER_POLL, now_ms())
+    signer = request.app[CLOUD_SIGNER]
+    return web.json_response({"commands": [signed_command(c, signer) for c in commands]})
+
+
+def cloud_key_info(app: web.Application) -> dict[str, Any]:
+    signer = app[CLOUD_SIGNER]
+    return {"cloud_alg": signer.alg, "cloud_public_key": signer.public_key_bytes().hex(), "cloud_key_id": signer.key_id}
