@@ -4,18 +4,43 @@ one-time enrollment token (S-7.2.2a)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from gascore.crypto import SigAlg, generate_signer, write_key_file
+from gascore.crypto import CryptoError, SigAlg, Verifier, generate_signer, verifier_for, write_key_file
 
 log = logging.getLogger(__name__)
 
 
 class EnrollError(Exception):
     """Enrollment failed; the message says why and what to do."""
+
+
+CLOUD_KEY_FILE = "cloud.pub"
+
+
+def save_cloud_key(path: Path, reply: dict[str, Any]) -> None:
+    """Keep the cloud's public key (it signs the commands this gateway will accept)."""
+    alg, public_key = reply.get("cloud_alg"), reply.get("cloud_public_key")
+    if not isinstance(alg, str) or not isinstance(public_key, str):
+        log.warning("the cloud sent no command-signing key: commands from it will be refused")
+        return
+    verifier_for(alg, bytes.fromhex(public_key))  # type: ignore[arg-type]  # refuse garbage now
+    path.write_text(json.dumps({"alg": alg, "public_key": public_key}) + "\n", encoding="utf-8")
+
+
+def load_cloud_verifier(path: Path) -> Verifier | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return verifier_for(raw["alg"], bytes.fromhex(raw["public_key"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, CryptoError) as err:
+        raise EnrollError(f"{path}: unreadable cloud key ({err}); enroll again") from err
 
 
 def pending_key_path(key_file: Path) -> Path:
@@ -78,5 +103,6 @@ async def enroll(
         detail = reply.get("detail", reply) if isinstance(reply, dict) else reply
         raise EnrollError(f"cloud refused enrollment (HTTP {status}): {detail}")
     pending.rename(key_file)
+    save_cloud_key(key_file.parent / CLOUD_KEY_FILE, reply)
     log.info("gateway %s enrolled, key id %s, key written to %s", gateway_id, signer.key_id, key_file)
     return signer.key_id

@@ -83,7 +83,14 @@ FrameBuilder = Callable[[Lane, int, str, list[list[Any]]], tuple[bytes, str]]
 class Store(Protocol):
     """What the pollers and the sync client need from the edge store (DESIGN.md's interface)."""
 
-    def append(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None: ...
+    def append(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[Event] = (),
+        *,
+        counters: dict[str, int] | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None: ...
     def pending(self, lane: Lane) -> PendingBatch | None: ...
     def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]: ...
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None: ...
@@ -113,33 +120,52 @@ class SqliteStore:
 
     # ---- writing ------------------------------------------------------------------------
 
-    def append(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+    def append(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[Event] = (),
+        *,
+        counters: dict[str, int] | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         """Commit one poll cycle (readings and events) in one transaction.
 
+        ``counters`` are set to the given values and ``also`` runs its statements (alarm state,
+        applied requests) inside the same transaction, so they commit — or not — with the cycle.
         On a full disk the oldest tenth of the buffered telemetry is dropped (and reported) and
         the cycle retried once; if the disk is still full, StoreFull is raised and nothing of
         this cycle is stored.
         """
-        if not readings and not events:
+        if not readings and not events and not counters and also is None:
             return
         try:
-            self._append(readings, events)
+            self._append(readings, events, counters, also)
         except sqlite3.OperationalError as err:
             if err.sqlite_errorcode != sqlite3.SQLITE_FULL:
                 raise
-            now_ms = readings[-1].ts_ms if readings else events[-1].ts_ms
+            now_ms = readings[-1].ts_ms if readings else events[-1].ts_ms if events else 0
             with self._transaction():
                 self._drop_oldest(max(1, self._counters["telemetry_rows"] // 10), now_ms, "disk_full")
             try:
-                self._append(readings, events)
+                self._append(readings, events, counters, also)
             except sqlite3.OperationalError as again:
                 if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
                     raise StoreFull(f"{self.path}: disk full even after dropping old telemetry") from again
                 raise
 
-    def _append(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+    def _append(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[Event],
+        counters: dict[str, int] | None,
+        also: Callable[[sqlite3.Connection], None] | None,
+    ) -> None:
         db = self._db
         with self._transaction():
+            if also is not None:
+                also(db)
+            if counters:
+                self._counters.update(counters)
             if readings:
                 db.executemany(
                     "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
