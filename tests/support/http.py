@@ -11,10 +11,10 @@ from cloud.server import bound_port
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def serve_batches(handler: Handler) -> tuple[web.AppRunner, str]:
-    """Serve ``POST /v1/batches`` with ``handler`` on a free loopback port: (runner, base URL)."""
+async def serve_batches(handler: Handler, path: str = "/v1/batches") -> tuple[web.AppRunner, str]:
+    """Serve ``POST path`` with ``handler`` on a free loopback port: (runner, base URL)."""
     app = web.Application()
-    app.router.add_post("/v1/batches", handler)
+    app.router.add_post(path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
