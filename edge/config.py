@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from drivers.registry import DRIVERS, DriverSpec
+from edge.interlocks.config import InterlockConfig
+from edge.rules.config import StationRules
+from edge.rules.engine import RuleEngine, station_engine
 from gascore.contract import Codec
 from gascore.thingmodel import ModelLibrary, ThingModel
 from gascore.yamldoc import ConfigError, Loc, Problem, YamlDocument, format_loc, load_yaml
@@ -73,6 +76,7 @@ class SyncSection(_Strict):
     timeout_s: float = Field(10.0, gt=0, le=300)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
+    command_poll_s: float = Field(5.0, ge=0.5, le=3600, description="How often to ask the cloud for commands")
 
 
 class BindingFields(BaseModel):
@@ -132,6 +136,8 @@ class StationConfig(_Strict):
     sync: SyncSection = SyncSection()
     channels: list[ChannelConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
+    rules: StationRules | None = Field(None, description="Rule packs, station rules, overrides (edge/rules/README.md)")
+    interlocks: list[InterlockConfig] = Field(default_factory=list, description="Local control: condition → action")
 
 
 class Station:
@@ -147,6 +153,7 @@ class Station:
         # Paths in channels (certificates, keys) are relative to the station file, like data_dir.
         self.channels: dict[str, Any] = {c.id: _resolve_paths(c, base_dir) for c in config.channels}
         self.bindings: dict[str, dict[str, Any]] = {}  # device id → property id → validated binding
+        self.rule_engine: RuleEngine | None = None  # built (and checked) at load time
 
     def model_of(self, device: DeviceConfig) -> ThingModel:
         model = self.library.get(device.model)
@@ -192,9 +199,59 @@ def load_station(path: Path) -> Station:
     library = ModelLibrary.load(model_dirs)
     station = Station(config, library, base_dir, str(path))
     problems = _cross_check(station, doc)
+    if not problems:
+        devices = [(d.id, station.model_of(d)) for d in config.devices]
+        try:
+            station.rule_engine = station_engine(config.rules, devices, library, base_dir=base_dir, station_doc=doc)
+        except ConfigError as err:
+            problems += err.problems
+        else:
+            problems += _check_interlocks(station, doc)
     if problems:
         raise ConfigError(problems)
     return station
+
+
+def _check_interlocks(station: Station, doc: YamlDocument) -> list[Problem]:
+    problems: list[Problem] = []
+    assert station.rule_engine is not None
+    conditions = {cid for cid, _ in station.rule_engine.conditions()}
+    computed = station.rule_engine.computed_points
+    devices = {d.id: d for d in station.config.devices}
+    seen: set[str] = set()
+
+    def bad(loc: Loc, message: str) -> None:
+        problems.append(Problem(doc.path, doc.line_of(loc), format_loc(loc), message))
+
+    for i, lock in enumerate(station.config.interlocks):
+        loc: Loc = ("interlocks", i)
+        if lock.id in seen:
+            bad((*loc, "id"), f"duplicate interlock id {lock.id!r}")
+        seen.add(lock.id)
+        if lock.when not in conditions:
+            near = sorted(c for c in conditions if c.split(".")[0] == lock.when.split(".")[0])[:8]
+            bad(
+                (*loc, "when"),
+                f"no rule condition {lock.when!r}" + (f" (this device has: {', '.join(near)})" if near else ""),
+            )
+        act = lock.action
+        device = devices.get(act.device)
+        if device is None:
+            bad((*loc, "action", "device"), f"unknown device {act.device!r}")
+        else:
+            prop = station.model_of(device).properties.get(act.point)
+            if prop is None or prop.access != "rw":
+                bad((*loc, "action", "point"), f"{act.device}.{act.point} is not a writable (access: rw) property")
+            elif act.point not in station.bindings.get(act.device, {}):
+                bad((*loc, "action", "point"), f"{act.device}.{act.point} has no point binding to write to")
+        rb = lock.readback
+        if rb is not None and rb.device is not None:
+            bound = station.bindings.get(rb.device, {})
+            if rb.device not in devices:
+                bad((*loc, "readback", "device"), f"unknown device {rb.device!r}")
+            elif rb.point not in bound and rb.point not in computed.get(rb.device, []):
+                bad((*loc, "readback", "point"), f"{rb.device}.{rb.point} is not measured (no binding)")
+    return problems
 
 
 def _cross_check(station: Station, doc: YamlDocument) -> list[Problem]:

@@ -86,7 +86,8 @@ class RunningChannel:
         self.connected = False
 
 
-Sink = Callable[[list[Reading], list[Event]], None]
+Sink = Callable[[list[Reading], list[Event], list[Reading]], None]
+"""(readings to store, events, every reading observed this cycle — for the rules)"""
 
 
 @dataclass
@@ -143,6 +144,7 @@ class DevicePoller:
         except CommError as err:
             status.failures += 1
             readings = self.processor.comm_failure(ts)
+            observed = readings
             events = status.set_online(False, ts, str(err))
         else:
             status.record_latency(loop.time() - t0)
@@ -152,7 +154,7 @@ class DevicePoller:
             status.device_errors += errors
             if errors < len(samples):
                 status.last_good_ms = ts
-            readings = self.processor.process(samples, ts)
+            observed = []
+            readings = self.processor.process(samples, ts, observed)
             events = status.set_online(True, ts, "answering")
-        if readings or events:
-            self.sink(readings, events)
+        self.sink(readings, events, observed)

@@ -125,7 +125,9 @@ class DeviceProcessor:
     def specs(self) -> dict[str, PointSpec]:
         return {k: p.spec for k, p in self._points.items()}
 
-    def process(self, samples: Sequence[Sample], ts_ms: int) -> list[Reading]:
+    def process(self, samples: Sequence[Sample], ts_ms: int, observed: list[Reading] | None = None) -> list[Reading]:
+        """The readings to report.  If ``observed`` is given, every converted sample is appended
+        to it as well, reported or not (rules such as "stuck" need to see unchanged values)."""
         out: list[Reading] = []
         device, max_silent = self.device, self.max_silent_ms
         points = self._points
@@ -143,6 +145,8 @@ class DeviceProcessor:
                 value, quality = _convert(pt, raw)
             if sample.quality is not None and quality is GOOD:
                 quality = sample.quality  # the device's own verdict (e.g. OPC-UA Uncertain)
+            if observed is not None:
+                observed.append(Reading(device, pt.spec.key, ts_ms, value, quality))
             last_quality = pt.last_quality
             if last_quality is not None and quality is last_quality and ts_ms - pt.last_ts < max_silent:
                 last = pt.last_value
@@ -152,7 +156,7 @@ class DeviceProcessor:
                 elif value == last:
                     continue
             pt.last_value, pt.last_quality, pt.last_ts = value, quality, ts_ms
-            out.append(Reading(device, pt.spec.key, ts_ms, value, quality))
+            out.append(observed[-1] if observed is not None else Reading(device, pt.spec.key, ts_ms, value, quality))
         return out
 
     def comm_failure(self, ts_ms: int) -> list[Reading]:

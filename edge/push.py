@@ -13,6 +13,7 @@ from drivers.base import PushDriver, Sample, Subscription
 from edge.device_status import DeviceStatus
 from edge.poller import Sink, now_ms
 from edge.processing import DeviceProcessor
+from gascore.records import Reading
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,9 @@ class PushChannel:
         if errors < len(samples):
             status.last_good_ms = ts
         events = status.set_online(True, ts, "reporting") if status.online is not True else []
-        readings = pushed.processor.process(samples, ts)
-        if readings or events:
-            self.sink(readings, events)
+        observed: list[Reading] = []
+        readings = pushed.processor.process(samples, ts, observed)
+        self.sink(readings, events, observed)
 
     def on_link(self, device: str | None, up: bool, reason: str) -> None:
         ts = now_ms()
@@ -75,4 +76,4 @@ class PushChannel:
             if not up:
                 pushed.status.failures += 1
             if readings or events:
-                self.sink(readings, events)
+                self.sink(readings, events, readings)

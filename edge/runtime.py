@@ -15,9 +15,13 @@ import aiohttp
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
 from edge.backoff import Backoff
-from edge.config import Station
+from edge.config import DeviceConfig, Station
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
+from edge.downlink import CommandPoller, Handler, Outcome
+from edge.enroll import CLOUD_KEY_FILE, load_cloud_verifier
+from edge.interlocks.engine import InterlockEngine
+from edge.local_control import LocalControl
 from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
@@ -25,6 +29,7 @@ from edge.store import SqliteStore
 from edge.sync import SyncClient
 from gascore.contract import ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
+from gascore.downlink import Command
 from gascore.records import Event, Lane, Reading
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,10 @@ class Gateway:
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     sync: SyncClient | None = None
     lock: DataDirLock | None = None
+    local: LocalControl | None = None
+    commands: CommandPoller | None = None
+    drivers: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, DeviceConfig] = field(default_factory=dict)
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
@@ -106,13 +115,69 @@ class Gateway:
                 )
         for channel_id, devices in pushed.items():
             gw.push_channels.append(PushChannel(channel_id, drivers[channel_id][1], devices, gw.accept))
+        gw.drivers = {cid: d for cid, (_, d) in drivers.items()}
+        gw.devices = {d.id: d for d in cfg.devices}
+        if station.rule_engine is not None:
+            interlocks = InterlockEngine(cfg.interlocks, gw.write_point, gw.emit, now_ms) if cfg.interlocks else None
+            gw.local = LocalControl.open(store, station.rule_engine, interlocks, now_ms)
+        gw.commands = CommandPoller(
+            store=store,
+            signer=gw.signer,
+            cloud_key=load_cloud_verifier(station.data_dir / CLOUD_KEY_FILE),
+            gateway_id=cfg.gateway.id,
+            cloud_url=cfg.gateway.cloud_url,
+            handlers=gw.command_handlers(),
+            emit=lambda events: gw.sync.notify() if gw.sync else None,
+            interval_s=cfg.sync.command_poll_s,
+        )
         return gw
 
-    def accept(self, readings: list[Reading], events: list[Event]) -> None:
-        """One poll cycle: committed to SQLite before anything else sees it."""
-        self.store.append(readings, events)
+    def command_handlers(self) -> dict[str, Handler]:
+        async def alarm_ack(command: Command) -> Outcome:
+            if self.local is None:
+                return Outcome("refused", "this gateway has no rules or alarms")
+            raised = command.body.get("raised_ms")
+            status, detail = self.local.ack(
+                str(command.body["alarm_id"]),
+                f"{command.body['by']} (cloud)",
+                raised if isinstance(raised, int) else None,
+            )
+            return Outcome("done" if status == "ok" else "refused", f"{status}: {detail}")
+
+        return {"alarm.ack": alarm_ack}
+
+    def accept(self, readings: list[Reading], events: list[Event], observed: list[Reading] | None = None) -> None:
+        """One poll cycle: through the rules, alarms and interlocks, then committed to SQLite
+        (in one transaction) before anything else sees it."""
+        if self.local is not None:
+            self.local.cycle(readings, events, observed if observed is not None else readings)
+        else:
+            self.store.append(readings, events)
         if self.sync is not None:
             self.sync.notify()
+
+    def emit(self, events: list[Event]) -> None:
+        """Events produced outside a poll cycle (interlock outcomes, command results)."""
+        self.accept([], events, [])
+
+    async def write_point(self, device_id: str, point: str, value: Any) -> None:
+        """Write a property of a device in engineering units (interlocks, commands)."""
+        device = self.devices[device_id]
+        binding = self.station.bindings[device_id][point]
+        raw = to_raw(binding, value)
+        channel = self.channels.get(device.channel)
+        if channel is not None:
+            await channel.write(device.unit_id, binding, raw)
+        else:
+            await self.drivers[device.channel].write(device.unit_id, binding, raw)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)  # rule timers, shelve expiry, read-back deadlines, CLI requests
+            if self.local is not None:
+                self.local.housekeeping()
+                if self.sync is not None:
+                    self.sync.notify()
 
     async def run(self, stop: asyncio.Event | None = None, *, flush_timeout_s: float = 10.0) -> None:
         """Poll and sync until ``stop`` is set (or the task is cancelled); then stop polling and
@@ -133,6 +198,9 @@ class Gateway:
                 tasks += [tg.create_task(c.run(), name=f"push:{c.channel_id}") for c in self.push_channels]
                 tasks.append(tg.create_task(self.sync.run(), name="sync"))
                 tasks.append(tg.create_task(self._report_status(), name="status"))
+                tasks.append(tg.create_task(self._housekeeping(), name="housekeeping"))
+                if self.commands is not None:
+                    tasks.append(tg.create_task(self.commands.run(), name="commands"))
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
@@ -171,6 +239,18 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as session:
                 await self.sync.drain(session)
+
+
+def to_raw(binding: Any, value: Any) -> Any:
+    """Engineering units → what the driver writes: the inverse of scale/offset; whole numbers for
+    integer registers."""
+    if isinstance(value, bool) or (binding.scale == 1.0 and binding.offset == 0.0):
+        raw = value
+    else:
+        raw = (float(value) - binding.offset) / binding.scale
+    if isinstance(raw, float) and str(getattr(binding, "type", "")).startswith(("int", "uint")):
+        return round(raw)
+    return raw
 
 
 def _retire_frames_of_other_keys(store: SqliteStore, signer: Signer) -> None:

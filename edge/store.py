@@ -115,6 +115,12 @@ class SqliteStore:
             (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
             self._counters["telemetry_rows"] = n
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The store's connection, for modules that keep their own tables in the same file
+        (alarms) and must write inside the store's transactions (``append(..., also=...)``)."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -186,6 +186,87 @@ def _print_status(gateway_id: str, out: dict) -> None:  # type: ignore[type-arg]
     )
 
 
+def _store_db(config: Path) -> Any:
+    import sqlite3
+
+    from edge.runtime import STORE_FILE
+
+    station = _load_station(config)
+    path = station.data_dir / STORE_FILE
+    if not path.exists():
+        raise _fail(f"error: no store at {path}: the gateway has not run yet")
+    return sqlite3.connect(path, timeout=10)
+
+
+@edge_app.command("alarms")
+def edge_alarms(
+    config: Path, show_all: Annotated[bool, typer.Option("--all", help="Also alarms back to normal")] = False
+) -> None:
+    """List the gateway's alarms (state, priority, since, message, who acknowledged)."""
+    from rich.console import Console
+
+    from edge.alarms import persist
+
+    db = _store_db(config)
+    try:
+        alarms = persist.list_alarms(db, active_only=not show_all)
+    finally:
+        db.close()
+    Console().print(persist.format_alarms(alarms))
+
+
+def _request(config: Path, kind: str, alarm_id: str, by: str, wait_s: float, **extra: Any) -> None:
+    import time
+
+    from edge.alarms import persist
+
+    db = _store_db(config)
+    try:
+        with db:
+            request_id = persist.enqueue_request(db, kind, alarm_id, by, now_ms=time.time_ns() // 1_000_000, **extra)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            request = persist.get_request(db, request_id)
+            if request is not None and request.done_ms is not None:
+                typer.echo(request.result)
+                if not str(request.result).startswith("ok"):
+                    raise typer.Exit(1)
+                return
+            time.sleep(0.2)  # waiting for the running gateway to apply the request
+    except ValueError as err:
+        raise _fail(f"error: {err}") from None
+    finally:
+        db.close()
+    typer.echo(f"queued (request {request_id}): the gateway applies it when it runs (requests expire after 5 min)")
+
+
+@edge_app.command("ack")
+def edge_ack(
+    config: Path,
+    alarm_id: str,
+    by: Annotated[str, typer.Option(help="Who acknowledges (kept in the audit trail)")],
+    wait_s: Annotated[float, typer.Option(help="How long to wait for the running gateway")] = 10.0,
+) -> None:
+    """Acknowledge an alarm (applied by the running gateway; the cloud sees the same state)."""
+    _request(config, "ack", alarm_id, by, wait_s)
+
+
+@edge_app.command("shelve")
+def edge_shelve(
+    config: Path,
+    alarm_id: str,
+    by: Annotated[str, typer.Option(help="Who shelves it")],
+    minutes: Annotated[float, typer.Option(help="How long (at most 24 h)")],
+    reason: Annotated[str, typer.Option(help="Why (audited)")],
+    wait_s: Annotated[float, typer.Option()] = 10.0,
+) -> None:
+    """Shelve an alarm for a while (it is still tracked, not annunciated)."""
+    import time
+
+    until = time.time_ns() // 1_000_000 + int(minutes * 60_000)
+    _request(config, "shelve", alarm_id, by, wait_s, until_ms=until, reason=reason)
+
+
 @edge_app.command("browse")
 def edge_browse(
     endpoint: Annotated[str, typer.Argument(help="opc.tcp://host:port/path of the SCADA's OPC-UA server")],
@@ -212,6 +293,9 @@ def cloud_serve(
     db: Annotated[str, typer.Option(help="sqlite:///PATH")] = "sqlite:///data/cloud.db",
     listen: Annotated[str, typer.Option(help="HOST:PORT (port 0 = any free port)")] = "127.0.0.1:8080",
     admin_key_file: Annotated[Path | None, typer.Option(help="Create/reuse an admin API key here")] = None,
+    cloud_key_file: Annotated[
+        Path | None, typer.Option(help="Key that signs commands to gateways (default: next to the database)")
+    ] = None,
     log_level: LogLevel = "INFO",
     log_format: LogFormat = "text",
 ) -> None:
@@ -222,7 +306,7 @@ def cloud_serve(
     def ready(url: str) -> None:
         print(f"gasiot cloud listening on {url}", flush=True)  # noqa: T201 - tests and scripts read this
 
-    _run(serve(db, listen, admin_key_file=admin_key_file, on_ready=ready))
+    _run(serve(db, listen, admin_key_file=admin_key_file, cloud_key_file=cloud_key_file, on_ready=ready))
 
 
 @cloud_app.command("api-key")

@@ -6,8 +6,8 @@ into ISA-18.2 alarms, edge.interlocks into local control actions.
 Public API (see README.md in this folder for the YAML format):
 
 - :class:`RuleEngine` (``build``, ``observe``, ``device_link``, ``tick``, ``restore_active``,
-  ``conditions``, ``computed_points``, ``computed_properties``) and :class:`RuleOutput`; :func:`station_engine` loads a station's packs
-  and builds its engine in one call;
+  ``conditions``, ``computed_points``, ``computed_properties``) and :class:`RuleOutput`;
+  :func:`station_engine` loads a station's packs and builds its engine in one call;
 - :class:`RulePack`, :class:`StationRules` (the station file's ``rules:`` section),
   :func:`load_pack`, :func:`load_packs`;
 - :func:`parse_expression`, :class:`Expression`, :class:`ExpressionError`;

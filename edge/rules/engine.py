@@ -526,6 +526,11 @@ class RuleEngine:
                 c.owner.raw = True
         return unknown
 
+    @property
+    def comm_rules(self) -> frozenset[str]:
+        """Rule ids of communication-loss rules (their alarms are not suppressed when a device is offline)."""
+        return frozenset(c.cond.rule for comms in self._comm.values() for c in comms)
+
     def conditions(self) -> list[tuple[str, bool]]:
         """Every condition and whether it is active (diagnostics)."""
         return [(c.cid, c.active) for c in self._conds]

@@ -98,10 +98,9 @@ class BoxDevice:
     def _write(self, function_code: int, address: int, values: list[int] | list[bool]) -> ExcCodes | None:
         if function_code in (_WRITE_COIL, _WRITE_COILS):
             index = rm.SLAM_RESET_COIL - address
-            if 0 <= index < len(values) and values[index]:
-                # Refused silently above the trip level; the status bit shows the valve still closed.
-                if self.box.reset_slam_shut():
-                    _log.info("%s: slam-shut reset", self.name)
+            # A reset is refused silently above the trip level; the status bit shows the valve still closed.
+            if 0 <= index < len(values) and values[index] and self.box.reset_slam_shut():
+                _log.info("%s: slam-shut reset", self.name)
             index = rm.EMERGENCY_CLOSE_COIL - address
             if 0 <= index < len(values) and values[index] and self.box.emergency_close():
                 _log.info("%s: slam-shut closed on command", self.name)

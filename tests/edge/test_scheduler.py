@@ -45,7 +45,7 @@ def poller(device: SlowDevice, interval_s: float) -> DevicePoller:
         channel=RunningChannel("c", device, Backoff(0.1, 1.0)),  # type: ignore[arg-type]
         points=(("p", object()),),  # type: ignore[arg-type]
         processor=DeviceProcessor("d", [PointSpec("p", prop)], 60_000),
-        sink=lambda readings, events: None,
+        sink=lambda readings, events, observed: None,
         stats=DeviceStatus("d"),
     )
 
