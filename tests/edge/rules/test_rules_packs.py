@@ -156,9 +156,11 @@ def test_regulator_box_pack() -> None:
         Message("箱门非法开启", "Door opened (tamper)"),
         "high",
     )
-    assert flips(eng.observe([rd("box_methane", 82_000, 50.0, device="rbox-a")], 82_000)) == [
-        ("rbox-a.box_methane.hi", True, 82_000),
-        ("rbox-a.box_methane.hihi", True, 82_000),
+    # box methane has a 2 s on-delay: nothing at once, both levels 2 s later
+    assert flips(eng.observe([rd("box_methane", 82_000, 50.0, device="rbox-a")], 82_000)) == []
+    assert flips(eng.tick(84_000)) == [
+        ("rbox-a.box_methane.hi", True, 84_000),
+        ("rbox-a.box_methane.hihi", True, 84_000),
     ]
     assert eng.tick(900_000).computed == [
         rd("outlet_pressure_avg_15m", 900_000, (3.0 + 3.4 + 3.2 + 3.1 + 2.6) / 5, device="rbox-a")
