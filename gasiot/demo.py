@@ -28,6 +28,7 @@ from gascore.records import Lane
 from gasiot_sim.modbus_server import RegulatorSimServer
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+RULES_DIR = Path(__file__).resolve().parents[1] / "configs" / "rules"
 STATION_FILE = Path(__file__).resolve().parents[1] / "configs" / "stations" / "demo-station.yaml"
 SCENARIOS = ("normal", "overpressure", "leak", "comm_loss")
 SHOWN = ("inlet_pressure", "outlet_pressure", "flow", "box_methane", "slam_shut_closed", "door_open")
@@ -67,10 +68,23 @@ def station_yaml(cloud_url: str, ports: list[int], data_dir: Path) -> dict[str, 
             }
             for i in range(len(ports))
         ],
+        "rules": {"packs": ["common", "regulator_box"], "pack_dirs": [str(RULES_DIR)]},
+        "interlocks": [
+            {
+                "id": f"rbox-{i + 1}-gas-shutoff",
+                "when": f"rbox-{i + 1}.box_methane.hihi",
+                "action": {"device": f"rbox-{i + 1}", "point": "emergency_close", "value": True},
+                "readback": {"point": "slam_shut_closed", "equals": True, "within_s": 10},
+                "source": "demo: close the slam-shut at 50 %LEL",
+            }
+            for i in range(len(ports))
+        ],
     }
 
 
-def render(latest: list[dict[str, Any]], status: dict[str, Any], elapsed: float) -> Table:
+def render(
+    latest: list[dict[str, Any]], status: dict[str, Any], elapsed: float, alarms: list[dict[str, Any]] | None = None
+) -> Table:
     table = Table(title=f"gasiot demo — values as stored in the cloud  (t={elapsed:.0f}s)")
     table.add_column("device")
     for point in SHOWN:
@@ -96,6 +110,10 @@ def render(latest: list[dict[str, Any]], status: dict[str, Any], elapsed: float)
         f"telemetry seq {lanes.get('telemetry', {}).get('last_seq', 0)} · "
         f"events seq {lanes.get('events', {}).get('last_seq', 0)} · "
         f"readings stored {status.get('counts', {}).get('readings', 0)}"
+        + "".join(
+            f"\n[yellow]⚠ {a['device']}: {a['data'].get('message_zh', '')} / {a['data'].get('message_en', '')}[/yellow]"
+            for a in (alarms or [])[-4:]
+        )
     )
     return table
 
@@ -144,7 +162,9 @@ async def run_demo(*, seconds: float | None, boxes: int, workdir: Path | None) -
                     latest = (await r.json())["latest"]
                 async with http.get(f"{cloud_url}/v1/gateways/gw-demo-01") as r:
                     status = await r.json()
-                live.update(render(latest, status, elapsed))
+                async with http.get(f"{cloud_url}/v1/gateways/gw-demo-01/events?from=0") as r:
+                    alarms = [e for e in (await r.json())["events"] if e["kind"] == "alarm.raised"]
+                live.update(render(latest, status, elapsed, alarms))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await stop.wait()
@@ -157,6 +177,10 @@ async def run_demo(*, seconds: float | None, boxes: int, workdir: Path | None) -
     if workdir is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return ok
+
+
+def _count_events(db: Any, kind: str) -> int:
+    return int(db.execute("SELECT count(*) FROM events WHERE kind=?", (kind,)).fetchone()[0])
 
 
 def summarize(console: Console, tmp: Path, repo: SqliteRepository, app: web.Application) -> bool:
@@ -185,6 +209,11 @@ def summarize(console: Console, tmp: Path, repo: SqliteRepository, app: web.Appl
         ("lost", lost),
         ("duplicates", stored - distinct),
         ("signature failures", bad_sig),
+        (
+            "alarms raised (edge rules)",
+            db.execute("SELECT count(*) FROM events WHERE kind='alarm.raised'").fetchone()[0],
+        ),
+        ("interlock actions", db.execute("SELECT count(*) FROM events WHERE kind='interlock.triggered'").fetchone()[0]),
     ]:
         table.add_row(what, str(n))
     console.print(table)
