@@ -107,3 +107,50 @@ async def test_ack_from_the_gateway_cli_and_from_the_cloud(tmp_path: Path) -> No
             await task
     finally:
         await sim.stop()
+
+
+async def test_an_alarm_survives_a_gateway_restart_and_still_clears(tmp_path: Path) -> None:
+    sim = RegulatorSimServer(seed=4, tick_s=3600)
+    port = await sim.start()
+    try:
+        async with running_cloud(tmp_path / "cloud.db") as cloud:
+            data = station_dict(
+                cloud_url=cloud.url,
+                data_dir=tmp_path / "edge",
+                ports=[port],
+                gateway_id="gw-rst",
+                poll_interval_s=0.1,
+                points=REGULATOR_POINTS,
+            )
+            data["rules"] = {"packs": ["regulator_box"], "pack_dirs": [str(REPO_ROOT / "configs" / "rules")]}
+            station = await enrolled_station(cloud, tmp_path / "station.yaml", data)
+
+            async def run_until(condition: Any, what: str) -> None:
+                gateway = Gateway.build(station)
+                stop = asyncio.Event()
+                task = asyncio.create_task(gateway.run(stop))
+                try:
+                    await eventually(lambda: condition(gateway), what=what)
+                finally:
+                    stop.set()
+                    await task
+
+            def state(gateway: Gateway) -> AlarmState | None:
+                alarm = gateway.local.alarms.get("dev0.tamper") if gateway.local else None
+                return alarm.state if alarm else None
+
+            sim.box.set_door(True)
+            sim.step(0.1)
+            await run_until(lambda g: state(g) == AlarmState.ACTIVE_UNACKED, "tamper alarm")
+            # restarted with the door still open: the same alarm, not a new one
+            await run_until(
+                lambda g: state(g) == AlarmState.ACTIVE_UNACKED and g.statuses["dev0"].responses >= 3,
+                "the restarted gateway to poll",
+            )
+            sim.box.set_door(False)
+            sim.step(0.1)
+            await run_until(lambda g: state(g) == AlarmState.CLEARED_UNACKED, "the restored condition to clear")
+            kinds = [k for k, _ in cloud_alarm_events(cloud, "dev0.tamper")]
+            assert kinds.count("alarm.raised") == 1 and kinds[-1] == "alarm.cleared"
+    finally:
+        await sim.stop()
