@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.backoff import Backoff
 from drivers.base import CommError, Driver, NoAnswer, Sample
-from edge.backoff import Backoff
 from edge.device_status import DeviceStatus
 from edge.processing import DeviceProcessor
 from gascore.records import Event, Reading

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
-from edge.backoff import Backoff
 from edge.config import DeviceConfig, Station
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from edge.backoff import Backoff
+from drivers.backoff import Backoff
 from edge.store import PendingBatch, Store
 from gascore.contract import Ack, Codec, ContractError, Rewind, build_frame
 from gascore.crypto import Signer

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
+from drivers.backoff import Backoff
 from drivers.base import DeviceError, PushListener, Sample, ScalarValue, Subscription
 from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.selector import Missing, Selector, parse_selector
@@ -47,7 +47,6 @@ class MqttDriver:
         self.channel = channel
         self.statistics = MqttStatistics()
         self._timestamp = parse_selector(channel.timestamp) if channel.timestamp else None
-        self._rng = random.Random()  # noqa: S311 - backoff jitter
 
     def topic_of(self, device: str) -> str:
         return self.channel.topic.replace("{device}", device)
@@ -60,7 +59,7 @@ class MqttDriver:
             for s in subscriptions
         }
         ch = self.channel
-        failures = 0
+        backoff = Backoff(ch.reconnect_initial_s, ch.reconnect_max_s)
         up = False
         while True:
             try:
@@ -77,7 +76,7 @@ class MqttDriver:
                     for topic in routes:
                         await client.subscribe(topic, qos=ch.qos)
                     self.statistics.connects += 1
-                    failures = 0
+                    backoff.reset()
                     if not up:
                         up = True
                         log.info("mqtt %s:%s connected, %d topics", ch.host, ch.port, len(routes))
@@ -89,11 +88,9 @@ class MqttDriver:
                     up = False
                     log.warning("mqtt %s:%s lost: %s", ch.host, ch.port, err)
                     listener.on_link(None, False, f"broker unreachable: {err}")
-                elif failures == 0:
+                elif backoff.failures == 0:
                     listener.on_link(None, False, f"broker unreachable: {err}")
-                delay = min(ch.reconnect_max_s, ch.reconnect_initial_s * 2 ** min(failures, 20))
-                failures += 1
-                await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))  # backoff, not synchronisation
+                await asyncio.sleep(backoff.next_delay())
 
     def _deliver(self, routes: dict[str, _Route], topic: str, payload: Any, listener: PushListener) -> None:
         self.statistics.messages += 1

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from asyncua import ua
 
+from drivers.backoff import Backoff
 from drivers.base import CommError, Driver, PushDriver, PushListener, Sample, ScalarValue, Subscription
-from drivers.opcua.backoff import Backoff
 from drivers.opcua.config import OpcUaChannel, OpcUaPoint
 from drivers.opcua.errors import WriteValueError
 from drivers.opcua.monitor import MonitoredItems, OpcUaStatistics, Wanted

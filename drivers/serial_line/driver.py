@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import serial
 
+from drivers.backoff import Backoff
 from drivers.base import DeviceError, PushListener, Sample, ScalarValue, Subscription
 from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
 from drivers.serial_line.parser import Fields, Parser, parser_for
@@ -31,24 +31,22 @@ class SerialLineDriver:
         self.parser: Parser = parser_for(channel.protocol)
         self.unrouted = 0
         self.port_open = asyncio.Event()  # set while the port is open (tests and diagnostics wait on it)
-        self._rng = random.Random()  # noqa: S311 - backoff jitter
 
     async def run(self, subscriptions: Sequence[Subscription[Any]], listener: PushListener) -> None:
         ch = self.channel
         routes: dict[int | None, Subscription[Any]] = {}
         for sub in subscriptions:
             routes[sub.unit if ch.address_field else None] = sub
-        failures = 0
+        backoff = Backoff(ch.reopen_initial_s, ch.reopen_max_s)
         while True:
             try:
                 port = self._open()
             except (serial.SerialException, OSError) as err:
-                if failures == 0:
+                if backoff.failures == 0:
                     listener.on_link(None, False, f"cannot open {ch.port}: {err}")
-                await self._backoff(failures)
-                failures += 1
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            failures = 0
+            backoff.reset()
             self.port_open.set()
             try:
                 await self._serve(port, routes, listener)
@@ -70,11 +68,6 @@ class SerialLineDriver:
             timeout=0,
             write_timeout=0,
         )
-
-    async def _backoff(self, failures: int) -> None:
-        ch = self.channel
-        delay = min(ch.reopen_max_s, ch.reopen_initial_s * 2 ** min(failures, 20))
-        await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))  # backoff, not synchronisation
 
     async def _serve(
         self, port: serial.Serial, routes: dict[int | None, Subscription[Any]], listener: PushListener

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
+from drivers.backoff import Backoff
 from drivers.base import DeviceError, PushListener, Sample, ScalarValue, Subscription
 from drivers.sqlpoll.config import SqlPollChannel, SqlPollPoint
 from drivers.sqlpoll.source import RowSource, SourceError, source_for
@@ -28,13 +28,12 @@ class SqlPollDriver:
         self.rows_read = 0
         self.unrouted = 0
         self.last_key: Any = None
-        self._rng = random.Random()  # noqa: S311 - backoff jitter
 
     async def run(self, subscriptions: Sequence[Subscription[Any]], listener: PushListener) -> None:
         ch = self.channel
         columns = sorted({p.column for s in subscriptions for _, p in s.points})
         by_device = {s.device: s for s in subscriptions}
-        failures = 0
+        backoff = Backoff(ch.reconnect_initial_s, ch.reconnect_max_s)
         started = False
         while True:
             source = source_for(ch, columns)
@@ -44,18 +43,16 @@ class SqlPollDriver:
                     if not started:
                         self.last_key = await source.max_key() if ch.start == "latest" else None
                         started = True
-                if failures or not started:
+                if backoff.failures or not started:
                     log.info("sql_poll %s connected", ch.table)
-                failures = 0
+                backoff.reset()
                 listener.on_link(None, True, "connected")
                 await self._poll_forever(source, columns, by_device, listener)
             except (SourceError, TimeoutError) as err:
-                if failures == 0:
+                if backoff.failures == 0:
                     log.warning("sql_poll %s: %s", ch.table, err)
                     listener.on_link(None, False, str(err) or "timeout")
-                delay = min(ch.reconnect_max_s, ch.reconnect_initial_s * 2 ** min(failures, 20))
-                failures += 1
-                await asyncio.sleep(delay * (0.5 + 0.5 * self._rng.random()))  # backoff
+                await asyncio.sleep(backoff.next_delay())
             finally:
                 await source.close()
 

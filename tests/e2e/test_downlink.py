@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edge.backoff import Backoff
+from drivers.backoff import Backoff
 from edge.downlink import CommandPoller, Outcome
 from edge.enroll import CLOUD_KEY_FILE, load_cloud_verifier
 from edge.store import SqliteStore

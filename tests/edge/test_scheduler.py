@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from drivers.backoff import Backoff
 from drivers.base import Sample
-from edge.backoff import Backoff
 from edge.device_status import DeviceStatus
 from edge.poller import DevicePoller, RunningChannel
 from edge.processing import DeviceProcessor, PointSpec

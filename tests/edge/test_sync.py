@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from edge.backoff import Backoff
+from drivers.backoff import Backoff
 from edge.runtime import _retire_frames_of_other_keys
 from edge.store import SqliteStore
 from edge.sync import SyncClient

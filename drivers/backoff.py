@@ -1,4 +1,6 @@
-"""Capped exponential backoff with jitter, shared by reconnects and the sync client."""
+"""Capped exponential backoff with jitter: every reconnect loop (drivers) and the edge's sync
+client use this one policy.  It lives with the drivers because the edge imports drivers, never
+the other way round."""
 
 from __future__ import annotations
 
