@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud.appkeys import CLOUD_SIGNER, INGESTOR, PRINCIPAL, REPO, now_ms
+from cloud.appkeys import CA, CLOUD_SIGNER, INGESTOR, PRINCIPAL, REPO, REQUIRE_CLIENT_CERT, now_ms, tls_gateway
 from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
+from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
 from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.repository import GatewayRecord, Repository
@@ -56,9 +57,13 @@ PUBLIC = None
 
 
 async def post_batch(request: web.Request) -> web.Response:
+    try:
+        gateway = tls_gateway(request)
+    except CertificateRefused as err:
+        return json_error(403, "forbidden", str(err))
     data = await request.read()
     try:
-        ack = request.app[INGESTOR].ingest(data, now_ms())
+        ack = request.app[INGESTOR].ingest(data, now_ms(), tls_gateway=gateway)
     except IngestRefused as err:
         return web.json_response(err.body(), status=err.http_status)
     return web.json_response(ack.to_json())
@@ -92,6 +97,17 @@ async def enroll(request: web.Request) -> web.Response:
         verifier_for(alg, public_key)  # type: ignore[arg-type]
     except (ValueError, CryptoError) as err:
         raise BadRequest(f"public_key: not a valid {alg} public key") from err
+    csr = body.get("csr")
+    ca = request.app.get(CA)
+    if csr is not None:
+        if not isinstance(csr, str) or ca is None:
+            raise BadRequest(
+                "csr: this cloud issues no certificates (no CA configured)" if ca is None else "csr: a PEM string"
+            )
+        try:
+            check_csr(csr.encode())  # before the token is spent
+        except CsrRefused as err:
+            raise BadRequest(f"csr: {err}") from err
     repo = request.app[REPO]
     if not repo.consume_enrollment_token(secret_hash(token), gateway_id, now_ms()):
         log.warning(
@@ -104,9 +120,24 @@ async def enroll(request: web.Request) -> web.Response:
     key_id = key_id_of(public_key)
     repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms()))
     log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
-    return web.json_response(
-        {"gateway_id": gateway_id, "key_id": key_id, "status": "active", **cloud_key_info(request.app)}, status=201
-    )
+    reply: dict[str, Any] = {
+        "gateway_id": gateway_id,
+        "key_id": key_id,
+        "status": "active",
+        **cloud_key_info(request.app),
+    }
+    if csr is not None and ca is not None:
+        issued = ca.issue_client(csr.encode(), gateway_id)
+        reply.update(
+            {
+                "certificate": issued.cert_pem.decode(),
+                "ca_chain": ca.cert_pem.decode(),
+                "serial": issued.serial,
+                "not_after_ms": int(issued.not_after.timestamp() * 1000),
+            }
+        )
+        log.info("gateway %s: TLS client certificate %s issued", gateway_id, issued.serial)
+    return web.json_response(reply, status=201)
 
 
 async def list_gateways(request: web.Request) -> web.Response:
@@ -368,13 +399,23 @@ def check_routes(routes: tuple[Route, ...]) -> None:
             raise ValueError(f"route {r.method} {r.path}: unknown auth {r.auth!r}")
 
 
-def create_app(repo: Repository, cloud_signer: Signer | None = None) -> web.Application:
-    """``cloud_signer`` signs downlink commands; an ephemeral key when not given (tests, demo)."""
+def create_app(
+    repo: Repository,
+    cloud_signer: Signer | None = None,
+    *,
+    ca: CertificateAuthority | None = None,
+    require_client_cert: bool = False,
+) -> web.Application:
+    """``cloud_signer`` signs downlink commands (an ephemeral key when not given: tests, demo);
+    ``ca`` issues gateway certificates at enrollment and checks them on every gateway request."""
     check_routes(ROUTES)
     app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
     app[REPO] = repo
     app[INGESTOR] = Ingestor(repo)
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
+    if ca is not None:
+        app[CA] = ca
+    app[REQUIRE_CLIENT_CERT] = require_client_cert
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
 

@@ -6,14 +6,34 @@ import time
 
 from aiohttp import web
 
+from cloud.ca import CertificateAuthority, CertificateRefused
 from cloud.ingest import Ingestor
 from cloud.repository import Repository
 from gascore.crypto import Signer
+from gascore.tls import peer_certificate
 
 REPO = web.AppKey("repo", Repository)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CLOUD_SIGNER = web.AppKey("cloud_signer", Signer)
-PRINCIPAL = web.RequestKey("principal", str)  # who made an API request, for the audit trail
+PRINCIPAL = web.RequestKey("principal", str)
+CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
+REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
+
+
+def tls_gateway(request: web.Request) -> str | None:
+    """The gateway id of the client certificate on this connection (None: no certificate, or no
+    CA configured).  Checked on every request, so a revocation refuses the next batch even on a
+    connection opened before it (TLS session resumption does not re-check certificates).
+    Raises CertificateRefused (revoked, not ours) — the caller answers 403."""
+    ca = request.app.get(CA)
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    cert = peer_certificate(ssl_object)
+    if ca is None or cert is None:
+        if request.app.get(REQUIRE_CLIENT_CERT, False):
+            raise CertificateRefused("a client certificate issued by this cloud's CA is required")
+        return None
+    return ca.client_identity(cert)  # who made an API request, for the audit trail
 
 
 def now_ms() -> int:

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud.appkeys import CLOUD_SIGNER, PRINCIPAL, REPO, now_ms
+from cloud.appkeys import CLOUD_SIGNER, PRINCIPAL, REPO, now_ms, tls_gateway
+from cloud.ca import CertificateRefused
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, verifier_for
 from gascore.downlink import (
@@ -64,6 +65,12 @@ async def poll_commands(request: web.Request) -> web.Response:
         poll = PollRequest.parse(data)
     except ContractError as err:
         return _error(400, "malformed", str(err))
+    try:
+        cert_gateway = tls_gateway(request)
+    except CertificateRefused as err:
+        return _error(403, "forbidden", str(err))
+    if cert_gateway is not None and cert_gateway != poll.gateway_id:
+        return _error(403, "forbidden", "the client certificate belongs to another gateway")
     gw = repo.gateway(poll.gateway_id)
     if gw is None or gw.status != "active" or not _HEX.match(signature):
         return _error(401, "unauthenticated", "signature or gateway not recognised")

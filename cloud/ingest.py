@@ -100,9 +100,11 @@ class Ingestor:
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
 
-    def ingest(self, data: bytes, now_ms: int) -> Ack:
+    def ingest(self, data: bytes, now_ms: int, *, tls_gateway: str | None = None) -> Ack:
+        """``tls_gateway``: the gateway id of the client certificate on this connection (mutual TLS);
+        a batch for another gateway is refused."""
         try:
-            return self._ingest(data, now_ms)
+            return self._ingest(data, now_ms, tls_gateway)
         except IngestRefused as err:
             self.stats.refuse(err.reason)
             raise
@@ -113,7 +115,7 @@ class Ingestor:
             self._verifiers[key] = verifier_for(alg, public_key)  # type: ignore[arg-type]
         return self._verifiers[key]
 
-    def _ingest(self, data: bytes, now_ms: int) -> Ack:
+    def _ingest(self, data: bytes, now_ms: int, tls_gateway: str | None = None) -> Ack:
         try:
             frame = parse_frame(data)
         except TooLarge as err:
@@ -121,6 +123,10 @@ class Ingestor:
         except ContractError as err:
             raise IngestRefused(400, "malformed", str(err)) from err
         h = frame.header
+        if tls_gateway is not None and tls_gateway != h.gateway_id:
+            raise IngestRefused(
+                403, "forbidden", "the client certificate belongs to another gateway", reason="certificate_mismatch"
+            )
         self._authenticate(frame)
 
         digest = h.digest()

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+import ssl
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
 from cloud.app import create_app
 from cloud.appkeys import now_ms
 from cloud.auth import API_KEY_PREFIX, new_secret, secret_hash
+from cloud.ca import CertificateAuthority, load_ca
 from cloud.repository import Repository, Role, open_repository
 from gascore.crypto import Signer, generate_signer, load_key_file, write_key_file
+from gascore.tls import reload_crl, server_context
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _crl_refresher(ca: CertificateAuthority, ctx: ssl.SSLContext) -> Callable[[web.Application], Any]:
+    """Keep the CRL fresh and loaded: revocations made by the CLI in another process reach the
+    TLS handshakes within a minute (and every gateway request at once, via the per-request check)."""
+
+    async def refresher(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.to_thread(ca.crl_pem)
+                reload_crl(ctx, ca.crl_path)
+                await asyncio.sleep(60)  # the refresh period
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return refresher
+
+
 def load_or_create_cloud_key(path: Path) -> Signer:
     """The key the cloud signs downlink commands with (SM2), created on first start (mode 0600)."""
     if path.exists():
@@ -69,26 +93,52 @@ def load_or_create_cloud_key(path: Path) -> Signer:
     return signer
 
 
+class ServeError(Exception):
+    """The service cannot start as configured (the message says what to change)."""
+
+
 async def serve(
     db_url: str,
     listen: str,
     *,
     admin_key_file: Path | None,
     cloud_key_file: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    ca_dir: Path | None = None,
+    require_client_cert: bool = False,
+    insecure_dev: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     host, port = parse_listen(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise ServeError("--tls-cert and --tls-key go together")
+    if tls_cert is None and not insecure_dev:
+        raise ServeError("give --tls-cert and --tls-key (see `gasiot keys`), or --insecure-dev for plain HTTP")
+    ca = load_ca(ca_dir) if ca_dir is not None else None
+    ssl_context = None
+    if tls_cert is not None and tls_key is not None:
+        ssl_context = server_context(
+            tls_cert,
+            tls_key,
+            client_ca=ca.cert_path if ca else None,
+            crl_file=ca.crl_path if ca else None,
+        )
+    else:
+        log.warning("PLAIN HTTP (--insecure-dev): batches are signed, but nothing is encrypted — never in production")
     repo = open_repository(db_url)
     if admin_key_file is not None:
         ensure_admin_key(repo, admin_key_file)
     key_file = cloud_key_file or Path(db_url.removeprefix("sqlite:///")).with_suffix(".cloud.key")
-    app = create_app(repo, load_or_create_cloud_key(key_file))
+    app = create_app(repo, load_or_create_cloud_key(key_file), ca=ca, require_client_cert=require_client_cert)
+    if ca is not None and ssl_context is not None:
+        app.cleanup_ctx.append(_crl_refresher(ca, ssl_context))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = bound_port(site)
-    url = f"http://{host}:{bound}"
+    url = f"{'https' if ssl_context else 'http'}://{host}:{bound}"
     log.info("cloud listening on %s (db %s)", url, db_url.split("?")[0])
     if on_ready:
         on_ready(url)

@@ -34,6 +34,10 @@ class GatewaySection(_Strict):
     cloud_url: str = Field(pattern=r"^https?://", description="Base URL of the gasiot cloud")
     data_dir: Path = Field(Path("data"), description="Store and key live here (relative to this file)")
     key_file: Path | None = Field(None, description="Default: <data_dir>/gateway.key")
+    ca_file: Path | None = Field(
+        None,
+        description="CA of the cloud's TLS certificate (default: ca.crt from enrollment, else system store)",
+    )
     status_interval_s: float = Field(
         60.0, ge=1, le=86_400, description="How often device status is saved and sent to the cloud"
     )
@@ -150,6 +154,7 @@ class Station:
         self.data_dir = (base_dir / config.gateway.data_dir).resolve()
         key = config.gateway.key_file
         self.key_file = (base_dir / key).resolve() if key else self.data_dir / "gateway.key"
+        self.ca_file = (base_dir / config.gateway.ca_file).resolve() if config.gateway.ca_file else None
         # Paths in channels (certificates, keys) are relative to the station file, like data_dir.
         self.channels: dict[str, Any] = {c.id: _resolve_paths(c, base_dir) for c in config.channels}
         self.bindings: dict[str, dict[str, Any]] = {}  # device id → property id → validated binding

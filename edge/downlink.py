@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from edge.store import SqliteStore
+from edge.tls_files import session as session_for
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, Signer, Verifier
 from gascore.downlink import Command, PollRequest, verify_command
@@ -47,7 +49,9 @@ class CommandPoller:
         emit: Emit,
         interval_s: float = 5.0,
         timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self.ssl_context = ssl_context
         self.store = store
         self.signer = signer
         self.cloud_key = cloud_key
@@ -69,7 +73,7 @@ class CommandPoller:
         if self.cloud_key is None:
             log.warning("no cloud key (cloud.pub): commands from the cloud are not fetched; re-enroll to get one")
             return
-        async with aiohttp.ClientSession() as session:
+        async with session_for(self.ssl_context) as session:
             while True:
                 await self.poll_once(session)
                 await asyncio.sleep(self.interval_s)  # the polling period (outbound only, N-6.1)

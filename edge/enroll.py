@@ -11,7 +11,10 @@ from typing import Any
 
 import aiohttp
 
+from edge.tls_files import CA_CERT, TLS_CERT, TLS_KEY
+from edge.tls_files import session as session_for
 from gascore.crypto import CryptoError, SigAlg, Verifier, generate_signer, verifier_for, write_key_file
+from gascore.tls import client_context, generate_key_pem, make_csr_pem, write_private_pem, write_public_pem
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,17 @@ def load_cloud_verifier(path: Path) -> Verifier | None:
         raise EnrollError(f"{path}: unreadable cloud key ({err}); enroll again") from err
 
 
+def _save_tls(data_dir: Path, tls_key_pending: Path, reply: dict[str, Any]) -> None:
+    cert, chain = reply.get("certificate"), reply.get("ca_chain")
+    if isinstance(cert, str) and isinstance(chain, str) and tls_key_pending.exists():
+        tls_key_pending.rename(data_dir / TLS_KEY)
+        write_public_pem(data_dir / TLS_CERT, cert.encode())
+        write_public_pem(data_dir / CA_CERT, chain.encode())
+        log.info("TLS client certificate %s stored in %s", reply.get("serial"), data_dir / TLS_CERT)
+    else:
+        tls_key_pending.unlink(missing_ok=True)  # this cloud issues no certificates
+
+
 def pending_key_path(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".pending")
 
@@ -68,9 +82,23 @@ async def enroll(
     key_file: Path,
     alg: SigAlg = "sm2-sm3",
     timeout_s: float = 15.0,
+    ca_file: Path | None = None,
 ) -> str:
-    """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id."""
+    """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id.
+
+    Over https:// the cloud is verified against ``ca_file`` (or the system store), and a TLS key
+    and certificate request are sent too: a cloud with a utility CA answers with the gateway's
+    client certificate, kept beside the key as tls.crt (and the CA as ca.crt)."""
     _check_key_path(key_file)
+    data_dir = key_file.parent
+    tls_key_pending = data_dir / (TLS_KEY + ".pending")
+    csr: str | None = None
+    if cloud_url.startswith("https://"):
+        tls_key = generate_key_pem()
+        tls_key_pending.unlink(missing_ok=True)
+        write_private_pem(tls_key_pending, tls_key)
+        csr = make_csr_pem(tls_key, gateway_id).decode()
+    ssl_context = client_context(ca_file=ca_file) if cloud_url.startswith("https://") else None
     signer = generate_signer(alg)
     # The private key is on disk before the token is spent: if the reply is lost, the key the
     # cloud registered is not lost with it.
@@ -82,10 +110,12 @@ async def enroll(
         "alg": alg,
         "public_key": signer.public_key_bytes().hex(),
     }
+    if csr is not None:
+        body["csr"] = csr
     url = cloud_url.rstrip("/") + "/v1/enroll"
     try:
         async with (
-            aiohttp.ClientSession() as session,
+            session_for(ssl_context) as session,
             asyncio.timeout(timeout_s),
             session.post(url, json=body) as resp,
         ):
@@ -103,6 +133,7 @@ async def enroll(
         detail = reply.get("detail", reply) if isinstance(reply, dict) else reply
         raise EnrollError(f"cloud refused enrollment (HTTP {status}): {detail}")
     pending.rename(key_file)
-    save_cloud_key(key_file.parent / CLOUD_KEY_FILE, reply)
+    save_cloud_key(data_dir / CLOUD_KEY_FILE, reply)
+    _save_tls(data_dir, tls_key_pending, reply)
     log.info("gateway %s enrolled, key id %s, key written to %s", gateway_id, signer.key_id, key_file)
     return signer.key_id

@@ -10,8 +10,6 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
@@ -27,6 +25,8 @@ from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
 from edge.store import SqliteStore
 from edge.sync import SyncClient
+from edge.tls_files import gateway_ssl_context
+from edge.tls_files import session as session_for
 from gascore.contract import ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
 from gascore.downlink import Command
@@ -66,6 +66,7 @@ class Gateway:
         )
         _retire_frames_of_other_keys(store, signer)
         gw = cls(station, signer, store, lock=lock)
+        tls = gateway_ssl_context(station.data_dir, cfg.gateway.cloud_url, station.ca_file)
         gw.sync = SyncClient(
             store=store,
             signer=gw.signer,
@@ -76,6 +77,7 @@ class Gateway:
             max_batch_age_s=cfg.sync.max_batch_age_s,
             timeout_s=cfg.sync.timeout_s,
             backoff=Backoff(cfg.sync.backoff_initial_s, cfg.sync.backoff_max_s),
+            ssl_context=tls,
         )
         pushed: dict[str, list[PushedDevice]] = {}
         drivers: dict[str, tuple[DriverSpec, Any]] = {}
@@ -237,7 +239,7 @@ class Gateway:
     async def flush(self, timeout_s: float) -> None:
         assert self.sync is not None
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as session:
+            async with asyncio.timeout(timeout_s), session_for(self.sync.ssl_context) as session:
                 await self.sync.drain(session)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import aiohttp
 
 from drivers.backoff import Backoff
 from edge.store import PendingBatch, Store
+from edge.tls_files import session as session_for
 from gascore.contract import Ack, Codec, ContractError, Rewind, build_frame
 from gascore.crypto import Signer
 from gascore.records import Lane
@@ -55,7 +57,9 @@ class SyncClient:
         timeout_s: float,
         backoff: Backoff,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self.ssl_context = ssl_context
         self.store = store
         self.signer = signer
         self.gateway_id = gateway_id
@@ -98,7 +102,7 @@ class SyncClient:
         return oldest is not None and self.clock_ms() - oldest >= self.max_batch_age_ms
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(self.ssl_context) as session:
             while True:
                 progressed = await self.sync_once(session)
                 if progressed:

@@ -96,8 +96,9 @@ def edge_enroll(
     token: Annotated[str, typer.Option(help="One-time enrollment token from the cloud")],
     cloud: Annotated[str | None, typer.Option(help="Cloud URL (default: gateway.cloud_url)")] = None,
     alg: Annotated[str, typer.Option(help="sm2-sm3 (default) or ed25519")] = "sm2-sm3",
+    ca_file: Annotated[Path | None, typer.Option(help="CA of the cloud's TLS certificate (https)")] = None,
 ) -> None:
-    """Generate this gateway's key pair and register it with the cloud."""
+    """Generate this gateway's key pair and register it with the cloud (and get its TLS certificate)."""
     logsetup.configure("WARNING")
     from edge.enroll import EnrollError, enroll
 
@@ -112,6 +113,7 @@ def edge_enroll(
                 token=token,
                 key_file=station.key_file,
                 alg=alg,  # type: ignore[arg-type]
+                ca_file=ca_file or station.ca_file,
             )
         )
     except EnrollError as err:
@@ -296,17 +298,45 @@ def cloud_serve(
     cloud_key_file: Annotated[
         Path | None, typer.Option(help="Key that signs commands to gateways (default: next to the database)")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Server certificate (PEM), e.g. from `gasiot keys issue-server`")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Server private key (PEM, mode 0600)")] = None,
+    ca_dir: Annotated[
+        Path | None, typer.Option(help="The utility CA (`gasiot keys ca-init`): issues and checks gateway certificates")
+    ] = None,
+    require_client_cert: Annotated[
+        bool, typer.Option(help="Gateways must present a certificate from the CA (mutual TLS)")
+    ] = False,
+    insecure_dev: Annotated[bool, typer.Option(help="Plain HTTP for development; logs a warning")] = False,
     log_level: LogLevel = "INFO",
     log_format: LogFormat = "text",
 ) -> None:
-    """Serve the ingest and query API."""
+    """Serve the ingest and query API (HTTPS; plain HTTP only with --insecure-dev)."""
     logsetup.configure(log_level, log_format)
-    from cloud.server import serve
+    from cloud.server import ServeError, serve
+    from gascore.crypto import CryptoError
 
     def ready(url: str) -> None:
         print(f"gasiot cloud listening on {url}", flush=True)  # noqa: T201 - tests and scripts read this
 
-    _run(serve(db, listen, admin_key_file=admin_key_file, cloud_key_file=cloud_key_file, on_ready=ready))
+    try:
+        _run(
+            serve(
+                db,
+                listen,
+                admin_key_file=admin_key_file,
+                cloud_key_file=cloud_key_file,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                ca_dir=ca_dir,
+                require_client_cert=require_client_cert,
+                insecure_dev=insecure_dev,
+                on_ready=ready,
+            )
+        )
+    except (ServeError, CryptoError) as err:
+        raise _fail(f"error: {err}") from None
 
 
 @cloud_app.command("api-key")
@@ -376,6 +406,68 @@ def sim_meters(ctx: typer.Context) -> None:
 
 
 # ---- keys ------------------------------------------------------------------------------------
+
+
+@keys_app.command("ca-init")
+def keys_ca_init(directory: Path, name: Annotated[str, typer.Option()] = "gasiot utility CA") -> None:
+    """Create the utility's CA (ECDSA P-256; key mode 0600). TLS uses ECDSA/RSA: Python's ssl has no SM suites."""
+    from cloud.ca import init_ca
+    from gascore.crypto import CryptoError
+
+    try:
+        ca = init_ca(directory, name=name)
+    except CryptoError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"CA created: {ca.cert_path}")
+
+
+@keys_app.command("issue-server")
+def keys_issue_server(
+    ca_dir: Path,
+    out_cert: Path,
+    out_key: Path,
+    host: Annotated[list[str], typer.Option(help="DNS names of the cloud")] = ["localhost"],  # noqa: B006
+    ip: Annotated[list[str], typer.Option(help="IP addresses of the cloud")] = ["127.0.0.1"],  # noqa: B006
+) -> None:
+    """Issue the cloud's TLS server certificate from the utility CA."""
+    from cloud.ca import load_ca
+    from gascore.crypto import CryptoError
+    from gascore.tls import write_private_pem, write_public_pem
+
+    try:
+        cert, key = load_ca(ca_dir).issue_server(host, ip)
+        write_private_pem(out_key, key)
+        write_public_pem(out_cert, cert)
+    except CryptoError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"server certificate {out_cert}, key {out_key}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ca_dir: Path, gateway: Annotated[str, typer.Option(help="Revoke every certificate of this gateway")]
+) -> None:
+    """Revoke a gateway's certificates (its next request is refused)."""
+    from cloud.ca import load_ca
+
+    serials = load_ca(ca_dir).revoke_gateway(gateway)
+    typer.echo(f"revoked {len(serials)} certificate(s) of {gateway}: {', '.join(serials) or '-'}")
+
+
+@keys_app.command("list")
+def keys_list(ca_dir: Path) -> None:
+    """Certificates the CA issued, with expiry and revocation."""
+    from cloud.ca import load_ca
+
+    for rec in load_ca(ca_dir).issued():
+        typer.echo(
+            json.dumps(
+                {k: str(v) for k, v in vars(rec).items()}
+                if hasattr(rec, "__dict__")
+                else {f: str(getattr(rec, f)) for f in rec.__slots__},
+                ensure_ascii=False,
+            )
+        )
 
 
 @keys_app.command("generate")

@@ -36,6 +36,7 @@ def cloud(tmp_path: Path) -> Iterator[tuple[str, str]]:
             "127.0.0.1:0",
             "--admin-key-file",
             str(key_file),
+            "--insecure-dev",  # loopback only; TLS is covered by tests/e2e/test_tls_sync.py
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -153,3 +154,8 @@ def test_a_second_gateway_on_the_same_data_dir_is_refused(tmp_path: Path) -> Non
     finally:
         lock.release()
     assert proc.returncode == 1 and "in use by another gasiot edge process" in proc.stderr
+
+
+def test_cloud_refuses_plain_http_without_the_dev_flag(tmp_path: Path) -> None:
+    proc = gasiot("cloud", "serve", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--listen", "127.0.0.1:0")
+    assert proc.returncode == 1 and "--insecure-dev" in proc.stderr

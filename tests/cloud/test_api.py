@@ -82,7 +82,7 @@ async def test_ingest_stats_are_for_viewers(batches, http) -> None:
 
 
 async def test_an_unexpected_error_is_a_json_500_that_leaks_nothing(batches, monkeypatch, caplog) -> None:
-    def broken(data: bytes, now_ms: int) -> None:
+    def broken(data: bytes, now_ms: int, **_: object) -> None:
         raise RuntimeError("database password is hunter2")
 
     monkeypatch.setattr(batches.cloud.ingestor, "ingest", broken)
