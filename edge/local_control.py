@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 from edge.alarms import persist
 from edge.alarms.manager import AlarmManager
-from edge.alarms.model import Alarm, AlarmState, RequestResult
+from edge.alarms.model import AlarmState, RequestResult
 from edge.interlocks.engine import InterlockEngine
 from edge.rules.engine import RuleEngine, RuleOutput
-from edge.rules.types import ConditionChange
 from edge.store import SqliteStore
 from gascore.records import Event, Reading
 
@@ -105,11 +104,3 @@ class LocalControl:
         result = self.alarms.ack(alarm_id, by, self.clock(), origin=origin, raised_ms=raised_ms)  # type: ignore[arg-type]
         self._commit([], [result.event] if result.event else [], [])
         return str(result.outcome), result.detail
-
-    def active_alarms(self) -> list[Alarm]:
-        return [a for a in self.alarms.alarms() if a.state != AlarmState.NORMAL]
-
-    def conditions_changed(self, changes: Sequence[ConditionChange]) -> None:  # pragma: no cover - API symmetry
-        events: list[Event] = []
-        events += self.alarms.on_changes(changes)
-        self._commit([], events, [])
