@@ -15,7 +15,7 @@ from aiohttp import web
 from cloud.appkeys import CA, CLOUD_SIGNER, INGESTOR, PRINCIPAL, REPO, REQUIRE_CLIENT_CERT, now_ms, tls_gateway
 from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
-from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands
+from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands, renew_certificate
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.repository import GatewayRecord, Repository
 from gascore.contract import MAX_FRAME_BYTES
@@ -142,16 +142,35 @@ async def enroll(request: web.Request) -> web.Response:
 
 async def list_gateways(request: web.Request) -> web.Response:
     repo = request.app[REPO]
-    return web.json_response({"gateways": [_gateway_status(repo, g) for g in repo.gateways()]})
+    ca = request.app.get(CA)
+    return web.json_response({"gateways": [_gateway_status(repo, g, ca) for g in repo.gateways()]})
 
 
 async def gateway_status(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     gw = _gateway_or_404(request)
-    return web.json_response(_gateway_status(repo, gw))
+    return web.json_response(_gateway_status(repo, gw, request.app.get(CA)))
 
 
-def _gateway_status(repo: Repository, gw: GatewayRecord) -> dict[str, Any]:
+def _certificate_status(ca: CertificateAuthority | None, gateway_id: str) -> dict[str, Any] | None:
+    """The gateway's newest valid TLS certificate: expiry and a warning 30 days ahead."""
+    if ca is None:
+        return None
+    valid = [r for r in ca.issued(subject=gateway_id) if r.kind == "client" and r.revoked_at is None]
+    if not valid:
+        return {"valid": False, "expires_ms": None, "warning": "no valid certificate"}
+    newest = max(valid, key=lambda r: r.not_after)
+    days = (newest.not_after.timestamp() * 1000 - now_ms()) / 86_400_000
+    return {
+        "valid": days > 0,
+        "serial": newest.serial,
+        "expires_ms": int(newest.not_after.timestamp() * 1000),
+        "warning": f"expires in {days:.0f} days" if days <= 30 else None,
+    }
+
+
+def _gateway_status(repo: Repository, gw: GatewayRecord, ca: CertificateAuthority | None = None) -> dict[str, Any]:
+    certificate = _certificate_status(ca, gw.gateway_id)
     lanes = {}
     now = now_ms()
     for lane in Lane:
@@ -173,6 +192,7 @@ def _gateway_status(repo: Repository, gw: GatewayRecord) -> dict[str, Any]:
         "enrolled_ms": gw.enrolled_ms,
         "lanes": lanes,
         "counts": repo.counts(gw.gateway_id),
+        "certificate": certificate,
     }
 
 
@@ -278,6 +298,13 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "viewer", "Commands and their results"),
     Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),
+    Route(
+        "POST",
+        "/v1/gateways/{gateway_id}/certificate",
+        renew_certificate,
+        SIGNED,
+        "A gateway renews its TLS client certificate (mutual TLS identifies it)",
+    ),
     Route("POST", "/v1/enroll", enroll, ENROLL, "Enroll a gateway's public key with a one-time token"),
     Route("GET", "/v1/gateways", list_gateways, "viewer", "List gateways with sync status"),
     Route(

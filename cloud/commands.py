@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud.appkeys import CLOUD_SIGNER, PRINCIPAL, REPO, now_ms, tls_gateway
-from cloud.ca import CertificateRefused
+from cloud.appkeys import CA, CLOUD_SIGNER, PRINCIPAL, REPO, now_ms, tls_gateway
+from cloud.ca import CertificateRefused, CsrRefused, check_csr
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, verifier_for
 from gascore.downlink import (
@@ -89,3 +89,33 @@ async def poll_commands(request: web.Request) -> web.Response:
 def cloud_key_info(app: web.Application) -> dict[str, Any]:
     signer = app[CLOUD_SIGNER]
     return {"cloud_alg": signer.alg, "cloud_public_key": signer.public_key_bytes().hex(), "cloud_key_id": signer.key_id}
+
+
+async def renew_certificate(request: web.Request) -> web.Response:
+    """A gateway renews its TLS client certificate over mutual TLS (the identity comes from the
+    certificate it presents, never from the request)."""
+    ca = request.app.get(CA)
+    if ca is None:
+        return _error(404, "not_found", "this cloud issues no certificates")
+    try:
+        gateway_id = tls_gateway(request)
+    except CertificateRefused as err:
+        return _error(403, "forbidden", str(err))
+    if gateway_id is None or gateway_id != request.match_info["gateway_id"]:
+        return _error(403, "forbidden", "renew over mutual TLS with this gateway's current certificate")
+    try:
+        body = await request.json()
+        csr = body["csr"].encode()
+        check_csr(csr)
+    except (ValueError, KeyError, TypeError, AttributeError, CsrRefused) as err:
+        return _error(400, "bad_request", f"csr: {err}")
+    issued = ca.issue_client(csr, gateway_id)
+    log.info("gateway %s renewed its TLS certificate: %s", gateway_id, issued.serial)
+    return web.json_response(
+        {
+            "certificate": issued.cert_pem.decode(),
+            "ca_chain": ca.cert_pem.decode(),
+            "serial": issued.serial,
+            "not_after_ms": int(issued.not_after.timestamp() * 1000),
+        }
+    )

@@ -13,6 +13,7 @@ from typing import Any
 from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
+from edge.cert_renewal import keep_renewed
 from edge.config import DeviceConfig, Station
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
@@ -203,6 +204,18 @@ class Gateway:
                 tasks.append(tg.create_task(self._housekeeping(), name="housekeeping"))
                 if self.commands is not None:
                     tasks.append(tg.create_task(self.commands.run(), name="commands"))
+                if self.sync.ssl_context is not None:
+                    tasks.append(
+                        tg.create_task(
+                            keep_renewed(
+                                data_dir=self.station.data_dir,
+                                cloud_url=self.station.config.gateway.cloud_url,
+                                gateway_id=self.station.config.gateway.id,
+                                ssl_context=self.sync.ssl_context,
+                            ),
+                            name="certificate",
+                        )
+                    )
                 await stop.wait()
                 for task in tasks:
                     task.cancel()

@@ -126,6 +126,7 @@ def edge_status(
     config: Path, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False
 ) -> None:
     """Show device status (online, last good read, counters, latency) and what the store holds."""
+    from edge.cert_renewal import days_left
     from edge.runtime import STORE_FILE
     from edge.store import SqliteStore
     from gascore.records import Lane
@@ -141,6 +142,7 @@ def edge_status(
             "next_seq": {lane.value: store.lane_state(lane).next_seq for lane in Lane},
             "counters": store.counters(),
             "devices": {d: {"updated_ms": ts, **data} for d, (ts, data) in store.device_statuses().items()},
+            "tls_certificate_days_left": days_left(station.data_dir),
         }
     finally:
         store.close()
@@ -186,6 +188,13 @@ def _print_status(gateway_id: str, out: dict) -> None:  # type: ignore[type-arg]
         f"appended {c.get('telemetry_appended_total', 0)} · acked {c.get('telemetry_acked_total', 0)} · "
         f"dropped {c.get('telemetry_dropped_total', 0)} · next seq {out['next_seq']}"
     )
+    days = out.get("tls_certificate_days_left")
+    if days is not None:
+        style = "red" if days <= 30 else "green"
+        console.print(
+            f"TLS certificate: [{style}]expires in {days:.0f} days[/{style}]"
+            + (" — renewal is due (automatic while the gateway runs)" if days <= 30 else "")
+        )
 
 
 def _store_db(config: Path) -> Any:

@@ -5,15 +5,18 @@ next batch."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from cloud.app import create_app
 from cloud.ca import init_ca
 from cloud.repository import SqliteRepository
 from cloud.server import bound_port, create_api_key
+from edge.cert_renewal import renew_if_due
 from edge.config import load_station
 from edge.enroll import enroll
 from edge.runtime import Gateway
@@ -68,6 +71,32 @@ async def test_mutual_tls_sync_and_revocation(tmp_path: Path) -> None:
         task = asyncio.create_task(gateway.run(stop, flush_timeout_s=0.5))
         assert gateway.sync is not None
         await eventually(lambda: gateway.sync.stats.records_acked > 20, what="batches over mutual TLS")
+
+        # renewal over the same mutual-TLS channel: a new certificate, and syncing goes on
+        def serial() -> int:
+            return x509.load_pem_x509_certificate((station.data_dir / TLS_CERT).read_bytes()).serial_number
+
+        before = serial()
+        assert not await renew_if_due(
+            data_dir=station.data_dir, cloud_url=url, gateway_id="gw-tls", ssl_context=gateway.sync.ssl_context
+        )  # 90 days left: not due
+        assert await renew_if_due(
+            data_dir=station.data_dir,
+            cloud_url=url,
+            gateway_id="gw-tls",
+            ssl_context=gateway.sync.ssl_context,
+            before=dt.timedelta(days=365),
+        )
+        assert serial() != before
+        acked_before = gateway.sync.stats.records_acked
+        await eventually(lambda: gateway.sync.stats.records_acked > acked_before + 20, what="sync after renewal")
+
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context(ca_file=ca.cert_path))) as h,
+            h.get(f"{url}/v1/gateways/gw-tls", headers={"Authorization": f"Bearer {admin}"}) as r,
+        ):
+            cert_status = (await r.json())["certificate"]
+        assert cert_status["valid"] is True and cert_status["warning"] is None and cert_status["expires_ms"] > 0
 
         ca.revoke_gateway("gw-tls")
         reload_crl(ctx, ca.crl_path)
