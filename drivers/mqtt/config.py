@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from drivers.mqtt.selector import parse_selector
 
@@ -24,6 +25,10 @@ class MqttChannel(BaseModel):
     timestamp: str | None = Field(
         None, description="Selector of the device's own timestamp in JSON payloads (epoch s or ms)"
     )
+    tls: bool = Field(False, description="MQTT over TLS (port 8883 usually): the broker is verified")
+    ca_file: Path | None = Field(None, description="CA of the broker's certificate (default: system store)")
+    cert_file: Path | None = Field(None, description="Client certificate, when the broker requires one")
+    key_file: Path | None = Field(None, description="Client private key (mode 0600)")
     qos: Literal[0, 1] = 1
     clean_session: bool = Field(False, description="False: the broker keeps QoS 1 messages while we are away")
     timeout_s: float = Field(10.0, gt=0)
@@ -36,6 +41,14 @@ class MqttChannel(BaseModel):
         if topic.count("{device}") != 1 or any(c in topic for c in "#+"):
             raise ValueError("topic must contain {device} exactly once and no MQTT wildcards")
         return topic
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttChannel:
+        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
+            raise ValueError("ca_file/cert_file/key_file need `tls: true`")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
 
     @field_validator("timestamp")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from drivers.backoff import Backoff
 from drivers.base import DeviceError, PushListener, Sample, ScalarValue, Subscription
 from drivers.mqtt.config import MqttChannel, MqttPoint
 from drivers.mqtt.selector import Missing, Selector, parse_selector
+from gascore.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ class MqttDriver:
         self.statistics = MqttStatistics()
         self._timestamp = parse_selector(channel.timestamp) if channel.timestamp else None
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        ch = self.channel
+        if not ch.tls:
+            return None
+        return client_context(ca_file=ch.ca_file, cert_file=ch.cert_file, key_file=ch.key_file)
+
     def topic_of(self, device: str) -> str:
         return self.channel.topic.replace("{device}", device)
 
@@ -72,6 +80,7 @@ class MqttDriver:
                     keepalive=ch.keepalive_s,
                     clean_session=ch.clean_session,
                     timeout=ch.timeout_s,
+                    tls_context=self._tls_context(),
                 ) as client:
                     for topic in routes:
                         await client.subscribe(topic, qos=ch.qos)

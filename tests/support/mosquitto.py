@@ -60,15 +60,34 @@ class Broker:
         self.proc = None
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = True
+
+
 @contextlib.asynccontextmanager
-async def running_broker(tmp: Path) -> AsyncIterator[Broker]:
+async def running_broker(tmp: Path, tls: BrokerTls | None = None) -> AsyncIterator[Broker]:
     port = free_port()
     conf = tmp / "mosquitto.conf"
-    conf.write_text(
+    text = (
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"
-        "max_queued_messages 10000\n",
-        encoding="utf-8",
+        "max_queued_messages 10000\n"
     )
+    if tls is not None:
+        # `user root`: as root, mosquitto would otherwise switch to its own user and fail to read
+        # the 0600 key the test created.
+        text = (
+            "user root\n"
+            + text
+            + (
+                f"cafile {tls.ca_file}\ncertfile {tls.cert_file}\nkeyfile {tls.key_file}\n"
+                f"require_certificate {'true' if tls.require_certificate else 'false'}\ntls_version tlsv1.2\n"
+            )
+        )
+    conf.write_text(text, encoding="utf-8")
     broker = Broker(port, conf)
     await broker.start()
     try:
