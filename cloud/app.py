@@ -118,7 +118,10 @@ async def enroll(request: web.Request) -> web.Response:
             401, "bad_token", "enrollment token is invalid, expired, already used or not for this gateway"
         )
     key_id = key_id_of(public_key)
-    repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms()))
+    # A per-gateway SM4 key for encrypted batch bodies (links whose TLS ends at a proxy); it goes
+    # back once, in this reply, which should itself travel over TLS.
+    payload_key = secrets.token_bytes(16) if body.get("payload_encryption") is True else None
+    repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms(), payload_key))
     log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
     reply: dict[str, Any] = {
         "gateway_id": gateway_id,
@@ -126,6 +129,8 @@ async def enroll(request: web.Request) -> web.Response:
         "status": "active",
         **cloud_key_info(request.app),
     }
+    if payload_key is not None:
+        reply["payload_key"] = payload_key.hex()
     if csr is not None and ca is not None:
         issued = ca.issue_client(csr.encode(), gateway_id)
         reply.update(

@@ -28,6 +28,7 @@ from gascore.contract import (
     TooLarge,
     decode_rows,
     parse_frame,
+    payload_aad,
     rows_to_records,
     verify_frame,
 )
@@ -190,11 +191,19 @@ class Ingestor:
         if gw.status != "active":
             raise IngestRefused(403, "gateway_not_active", f"gateway is {gw.status}")
 
-    @staticmethod
-    def _records(frame: Frame) -> list[Reading] | list[Event]:
+    def _records(self, frame: Frame) -> list[Reading] | list[Event]:
         h = frame.header
+        gw = self.repo.gateway(h.gateway_id)
         try:
-            return rows_to_records(h.lane, decode_rows(frame.body, h.codec, h.lane, h.count))
+            rows = decode_rows(
+                frame.body,
+                h.codec,
+                h.lane,
+                h.count,
+                payload_key=gw.payload_key if gw else None,
+                aad=payload_aad(h.gateway_id, h.lane, h.seq),
+            )
+            return rows_to_records(h.lane, rows)
         except TooLarge as err:
             raise IngestRefused(413, "too_large", str(err)) from err
         except ContractError as err:

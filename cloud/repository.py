@@ -39,6 +39,7 @@ class GatewayRecord:
     key_id: str
     status: str
     enrolled_ms: int
+    payload_key: bytes | None = None  # SM4 key for encrypted batch bodies, agreed at enrollment
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,9 @@ class SqliteRepository:
             pk=("gateway_id", "lane", "seq"),
             if_not_exists=True,
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(gateways)")}
+        if "payload_key" not in columns:  # databases created before payload encryption
+            self._db.execute("ALTER TABLE gateways ADD COLUMN payload_key BLOB")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS commands(id INTEGER PRIMARY KEY AUTOINCREMENT, gateway_id TEXT NOT NULL,"
             " type TEXT NOT NULL, body TEXT NOT NULL, created_ms INTEGER NOT NULL, created_by TEXT NOT NULL,"
@@ -222,19 +226,28 @@ class SqliteRepository:
         )
         return cur.rowcount == 1
 
+    _GATEWAY_COLUMNS = "gateway_id, alg, public_key, key_id, status, enrolled_ms, payload_key"
+
     def register_gateway(self, gw: GatewayRecord) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO gateways VALUES (?,?,?,?,?,?)",
-            (gw.gateway_id, gw.alg, gw.public_key, gw.key_id, gw.status, gw.enrolled_ms),
+            f"INSERT OR REPLACE INTO gateways({self._GATEWAY_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+            (gw.gateway_id, gw.alg, gw.public_key, gw.key_id, gw.status, gw.enrolled_ms, gw.payload_key),
         )
 
+    @staticmethod
+    def _gateway_row(r: Any) -> GatewayRecord:
+        return GatewayRecord(r[0], r[1], bytes(r[2]), r[3], r[4], r[5], bytes(r[6]) if r[6] is not None else None)
+
     def gateway(self, gateway_id: str) -> GatewayRecord | None:
-        row = self._db.execute("SELECT * FROM gateways WHERE gateway_id=?", (gateway_id,)).fetchone()
-        return GatewayRecord(row[0], row[1], bytes(row[2]), row[3], row[4], row[5]) if row else None
+        row = self._db.execute(
+            f"SELECT {self._GATEWAY_COLUMNS} FROM gateways WHERE gateway_id=?",  # noqa: S608 - constant columns
+            (gateway_id,),
+        ).fetchone()
+        return self._gateway_row(row) if row else None
 
     def gateways(self) -> list[GatewayRecord]:
-        rows = self._db.execute("SELECT * FROM gateways ORDER BY gateway_id").fetchall()
-        return [GatewayRecord(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+        rows = self._db.execute(f"SELECT {self._GATEWAY_COLUMNS} FROM gateways ORDER BY gateway_id").fetchall()  # noqa: S608
+        return [self._gateway_row(r) for r in rows]
 
     # ---- ingest -------------------------------------------------------------------------
 

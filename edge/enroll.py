@@ -14,7 +14,14 @@ import aiohttp
 from edge.tls_files import CA_CERT, TLS_CERT, TLS_KEY
 from edge.tls_files import session as session_for
 from gascore.crypto import CryptoError, SigAlg, Verifier, generate_signer, verifier_for, write_key_file
-from gascore.tls import client_context, generate_key_pem, make_csr_pem, write_private_pem, write_public_pem
+from gascore.tls import (
+    client_context,
+    generate_key_pem,
+    make_csr_pem,
+    read_private_pem,
+    write_private_pem,
+    write_public_pem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +31,14 @@ class EnrollError(Exception):
 
 
 CLOUD_KEY_FILE = "cloud.pub"
+PAYLOAD_KEY_FILE = "payload.key"  # hex SM4 key for encrypted batch bodies (mode 0600)
+
+
+def load_payload_key(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(read_private_pem(path).decode().strip())
+    except FileNotFoundError as err:
+        raise EnrollError(f"{path} is missing: encrypted batches need a gateway enrolled with them") from err
 
 
 def save_cloud_key(path: Path, reply: dict[str, Any]) -> None:
@@ -83,6 +98,7 @@ async def enroll(
     alg: SigAlg = "sm2-sm3",
     timeout_s: float = 15.0,
     ca_file: Path | None = None,
+    payload_encryption: bool = False,
 ) -> str:
     """Enroll and write the private key to ``key_file`` (mode 0600).  Returns the key id.
 
@@ -104,7 +120,7 @@ async def enroll(
     # cloud registered is not lost with it.
     pending = pending_key_path(key_file)
     write_key_file(signer, pending)
-    body = {
+    body: dict[str, Any] = {
         "gateway_id": gateway_id,
         "token": token,
         "alg": alg,
@@ -112,6 +128,8 @@ async def enroll(
     }
     if csr is not None:
         body["csr"] = csr
+    if payload_encryption:
+        body["payload_encryption"] = True
     url = cloud_url.rstrip("/") + "/v1/enroll"
     try:
         async with (
@@ -135,5 +153,10 @@ async def enroll(
     pending.rename(key_file)
     save_cloud_key(data_dir / CLOUD_KEY_FILE, reply)
     _save_tls(data_dir, tls_key_pending, reply)
+    if payload_encryption:
+        payload_key = reply.get("payload_key")
+        if not isinstance(payload_key, str) or len(bytes.fromhex(payload_key)) != 16:
+            raise EnrollError("the cloud sent no payload key: it does not support encrypted batches")
+        write_private_pem(data_dir / PAYLOAD_KEY_FILE, payload_key.encode(), overwrite=True)
     log.info("gateway %s enrolled, key id %s, key written to %s", gateway_id, signer.key_id, key_file)
     return signer.key_id

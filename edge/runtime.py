@@ -18,7 +18,7 @@ from edge.config import DeviceConfig, Station
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
 from edge.downlink import CommandPoller, Handler, Outcome
-from edge.enroll import CLOUD_KEY_FILE, load_cloud_verifier
+from edge.enroll import CLOUD_KEY_FILE, PAYLOAD_KEY_FILE, load_cloud_verifier, load_payload_key
 from edge.interlocks.engine import InterlockEngine
 from edge.local_control import LocalControl
 from edge.poller import DevicePoller, RunningChannel, now_ms
@@ -28,7 +28,7 @@ from edge.store import SqliteStore
 from edge.sync import SyncClient
 from edge.tls_files import gateway_ssl_context
 from edge.tls_files import session as session_for
-from gascore.contract import ContractError, parse_frame
+from gascore.contract import ENCRYPTED, ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
 from gascore.downlink import Command
 from gascore.records import Event, Lane, Reading
@@ -79,6 +79,9 @@ class Gateway:
             timeout_s=cfg.sync.timeout_s,
             backoff=Backoff(cfg.sync.backoff_initial_s, cfg.sync.backoff_max_s),
             ssl_context=tls,
+            payload_key=(
+                load_payload_key(station.data_dir / PAYLOAD_KEY_FILE) if cfg.sync.codec.endswith(ENCRYPTED) else None
+            ),
         )
         pushed: dict[str, list[PushedDevice]] = {}
         drivers: dict[str, tuple[DriverSpec, Any]] = {}

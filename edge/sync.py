@@ -58,8 +58,10 @@ class SyncClient:
         backoff: Backoff,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         ssl_context: ssl.SSLContext | None = None,
+        payload_key: bytes | None = None,
     ) -> None:
         self.ssl_context = ssl_context
+        self.payload_key = payload_key
         self.store = store
         self.signer = signer
         self.gateway_id = gateway_id
@@ -88,6 +90,7 @@ class SyncClient:
             created_ms=self.clock_ms(),
             rows=rows,
             codec=self.codec,
+            payload_key=self.payload_key,
         )
         return frame.to_bytes(), frame.header.digest()
 

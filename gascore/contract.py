@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ from typing import Any, Literal, Protocol
 import cbor2
 import zstandard
 
-from gascore.crypto import sm3_digest
+from gascore.crypto import CryptoError, sm3_digest, sm4_gcm_decrypt, sm4_gcm_encrypt
 from gascore.records import MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, Event, Lane, Reading
 
 PROTOCOL_VERSION = 1
@@ -37,8 +38,9 @@ GENESIS_DIGEST = "0" * 64
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 MAX_RECORDS_PER_BATCH = 50_000
-Codec = Literal["cbor+zstd", "json+zstd", "json"]
-CODECS: tuple[Codec, ...] = ("cbor+zstd", "json+zstd", "json")
+Codec = Literal["cbor+zstd", "json+zstd", "json", "cbor+zstd+sm4gcm", "json+zstd+sm4gcm"]
+CODECS: tuple[Codec, ...] = ("cbor+zstd", "json+zstd", "json", "cbor+zstd+sm4gcm", "json+zstd+sm4gcm")
+ENCRYPTED = "+sm4gcm"  # body = nonce(12) ‖ SM4-GCM(payload key, compressed rows, aad = gateway/lane/seq)
 
 
 class ContractError(ValueError):
@@ -179,15 +181,43 @@ class BodyLimits:
         )
 
 
+def payload_aad(gateway_id: str, lane: Lane, seq: int) -> bytes:
+    """Binds an encrypted body to its place: it cannot be moved to another gateway, lane or seq."""
+    return f"{gateway_id}/{lane.value}/{seq}".encode()
+
+
+def seal_body(body: bytes, key: bytes, aad: bytes) -> bytes:
+    nonce = secrets.token_bytes(12)  # random 96-bit nonces: far below the collision bound per key
+    return nonce + sm4_gcm_encrypt(key, nonce, body, aad)
+
+
+def open_body(body: bytes, key: bytes, aad: bytes) -> bytes:
+    if len(body) < 12 + 16:
+        raise ContractError("body: too short for an encrypted payload")
+    try:
+        return sm4_gcm_decrypt(key, body[:12], body[12:], aad)
+    except CryptoError as err:
+        raise ContractError("body: the encrypted payload does not authenticate") from err
+
+
 def encode_rows(rows: Sequence[list[Any]], codec: Codec) -> bytes:
+    codec = codec.removesuffix(ENCRYPTED)  # type: ignore[assignment]
     if codec == "json":
         return canonical_json(rows)
     raw = cbor2.dumps(list(rows)) if codec == "cbor+zstd" else canonical_json(rows)
     return zstandard.ZstdCompressor(level=3).compress(raw)
 
 
-def decode_rows(body: bytes, codec: Codec, lane: Lane, count: int) -> list[list[Any]]:
-    """Decode a body that must hold exactly ``count`` rows of ``lane``, within ``BodyLimits``."""
+def decode_rows(
+    body: bytes, codec: Codec, lane: Lane, count: int, *, payload_key: bytes | None = None, aad: bytes = b""
+) -> list[list[Any]]:
+    """Decode a body that must hold exactly ``count`` rows of ``lane``, within ``BodyLimits``.
+    An encrypted codec needs the gateway's ``payload_key`` and the frame's ``aad``."""
+    if codec.endswith(ENCRYPTED):
+        if payload_key is None:
+            raise ContractError("body: encrypted, but this gateway has no payload key")
+        body = open_body(body, payload_key, aad)
+        codec = codec.removesuffix(ENCRYPTED)  # type: ignore[assignment]
     limits = BodyLimits.for_batch(lane, count)
     raw = body if codec == "json" else _decompress(body, limits.max_bytes)
     if len(raw) > limits.max_bytes:
@@ -338,8 +368,15 @@ def build_frame(
     created_ms: int,
     rows: Sequence[list[Any]],
     codec: Codec,
+    payload_key: bytes | None = None,
 ) -> Frame:
+    """Encode, optionally encrypt (an ``+sm4gcm`` codec), and sign: the signature covers the
+    header, which carries the digest of the body as sent (the ciphertext, when encrypted)."""
     body = encode_rows(rows, codec)
+    if codec.endswith(ENCRYPTED):
+        if payload_key is None:
+            raise ContractError(f"codec {codec} needs a payload key")
+        body = seal_body(body, payload_key, payload_aad(gateway_id, lane, seq))
     header = BatchHeader(
         v=PROTOCOL_VERSION,
         gateway_id=gateway_id,

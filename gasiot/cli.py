@@ -77,13 +77,14 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
     """Run the gateway: poll devices, buffer in SQLite, sync to the cloud."""
     logsetup.configure(log_level, log_format)
     from edge.datalock import DataDirLocked
+    from edge.enroll import EnrollError
     from edge.runtime import Gateway, run_until_signalled
     from gascore.crypto import KeyFileError
 
     station = _load_station(config)
     try:
         gateway = Gateway.build(station)
-    except KeyFileError as err:
+    except (KeyFileError, EnrollError) as err:
         raise _fail(f"error: {err}\nhint: enroll first: gasiot edge enroll {config} --token TOKEN") from None
     except DataDirLocked as err:
         raise _fail(f"error: {err}") from None
@@ -114,6 +115,7 @@ def edge_enroll(
                 key_file=station.key_file,
                 alg=alg,  # type: ignore[arg-type]
                 ca_file=ca_file or station.ca_file,
+                payload_encryption=station.config.sync.codec.endswith("+sm4gcm"),
             )
         )
     except EnrollError as err:

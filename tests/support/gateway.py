@@ -13,7 +13,9 @@ from support.cloud import CloudHandle
 from support.station import write_station
 
 
-async def enrolled_station(cloud: CloudHandle, path: Path, data: dict[str, Any]) -> Station:
+async def enrolled_station(
+    cloud: CloudHandle, path: Path, data: dict[str, Any], *, payload_encryption: bool = False
+) -> Station:
     write_station(path, data)
     station = load_station(path)
     gateway_id = station.config.gateway.id
@@ -23,5 +25,11 @@ async def enrolled_station(cloud: CloudHandle, path: Path, data: dict[str, Any])
     ):
         assert r.status == 201, await r.text()
         token = (await r.json())["token"]
-    await enroll(cloud_url=cloud.url, gateway_id=gateway_id, token=token, key_file=station.key_file)
+    await enroll(
+        cloud_url=cloud.url,
+        gateway_id=gateway_id,
+        token=token,
+        key_file=station.key_file,
+        payload_encryption=payload_encryption,
+    )
     return station
