@@ -29,9 +29,7 @@ Errors: ``TlsConfigError`` (a ``CryptoError``) for files that cannot make a cont
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import ssl
 import stat
 from datetime import datetime
@@ -43,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gascore.crypto.errors import CryptoError, KeyFileError
-from gascore.crypto.keys import KEY_FILE_MODE, _fsync_directory, _move_into_place
+from gascore.crypto.keys import KEY_FILE_MODE, write_file_atomically
 
 __all__ = [
     "PUBLIC_FILE_MODE",
@@ -121,43 +119,16 @@ def _check_mode(path: Path, st: os.stat_result) -> None:
         )
 
 
-def _write_file(path: Path, data: bytes, *, mode: int, overwrite: bool, what: str) -> None:
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise KeyFileError(f"{what} {path} already exists; refusing to overwrite it")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        raise KeyFileError(f"cannot create {what} {path}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask can only remove bits; make the mode exact
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _move_into_place(tmp, path, overwrite=overwrite)
-        _fsync_directory(path.parent)
-    except OSError as exc:
-        raise KeyFileError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def write_private_pem(path: Path, data: bytes, *, overwrite: bool = False) -> None:
     """Store a private key (PEM) with mode 0600, atomically; refuses an existing file unless
     ``overwrite`` (the same discipline as ``gascore.crypto.write_key_file``)."""
-    _write_file(path, data, mode=KEY_FILE_MODE, overwrite=overwrite, what="key file")
+    write_file_atomically(path, data, mode=KEY_FILE_MODE, overwrite=overwrite, what="key file")
 
 
 def write_public_pem(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Store a certificate, chain or CRL (mode 0644), atomically: a reader sees the old file or the
     new one, never half of one.  Overwrites by default (renewal replaces a certificate)."""
-    _write_file(path, data, mode=PUBLIC_FILE_MODE, overwrite=overwrite, what="file")
+    write_file_atomically(path, data, mode=PUBLIC_FILE_MODE, overwrite=overwrite, what="file")
 
 
 def generate_key_pem() -> bytes:

@@ -74,17 +74,24 @@ def write_key_file(signer: Signer, path: Path, *, overwrite: bool = False) -> No
         "key_id": key_id_of(public),
     }
     payload = (json.dumps(document, indent=2) + "\n").encode()
+    write_file_atomically(path, payload, mode=KEY_FILE_MODE, overwrite=overwrite, what="key file")
+
+
+def write_file_atomically(path: Path, data: bytes, *, mode: int, overwrite: bool, what: str) -> None:
+    """Write ``data`` to ``path`` with exactly ``mode``: a temporary file created with O_EXCL,
+    fsynced, moved into place (refusing an existing file unless ``overwrite``), directory fsynced."""
+    path = Path(path)
     if not overwrite and path.exists():
-        raise KeyFileError(f"key file {path} already exists; refusing to overwrite it")
+        raise KeyFileError(f"{what} {path} already exists; refusing to overwrite it")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, KEY_FILE_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except OSError as exc:
-        raise KeyFileError(f"cannot create key file {path}: {exc.strerror or exc}") from exc
+        raise KeyFileError(f"cannot create {what} {path}: {exc.strerror or exc}") from exc
     try:
         try:
-            os.fchmod(fd, KEY_FILE_MODE)  # the umask can only remove bits; make the mode exact
-            view = memoryview(payload)
+            os.fchmod(fd, mode)  # the umask can only remove bits; make the mode exact
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
@@ -93,7 +100,7 @@ def write_key_file(signer: Signer, path: Path, *, overwrite: bool = False) -> No
         _move_into_place(tmp, path, overwrite=overwrite)
         _fsync_directory(path.parent)
     except OSError as exc:
-        raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
+        raise KeyFileError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
