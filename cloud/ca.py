@@ -12,6 +12,9 @@ Directory layout (``init_ca`` creates it, mode 0700):
 - ``ca.crt``  the self-signed CA certificate (what gateways trust, and what the cloud verifies
   client certificates against).
 - ``ca.db``   SQLite: every certificate issued (serial, kind, subject, validity) and revocations.
+  Kinds: ``client`` (a gateway's TLS certificate, subject = gateway id), ``server`` (a TLS server,
+  subject = its names) and ``opcua`` (an OPC-UA application instance certificate, subject = its
+  application URI).
   Several processes (the cloud, ``gasiot keys``) can share it; each call opens its own connection.
 - ``crl.pem`` the current CRL, rewritten atomically on every revocation and by ``crl_pem`` when it
   is close to its nextUpdate.
@@ -89,7 +92,7 @@ _REVOCABLE_REASONS = {
     if f not in (x509.ReasonFlags.remove_from_crl, x509.ReasonFlags.certificate_hold)
 }
 
-Kind = Literal["client", "server"]
+Kind = Literal["client", "server", "opcua"]
 
 
 class CaError(CryptoError):
@@ -117,7 +120,7 @@ class IssuedRecord:
 
     serial: str
     kind: Kind
-    subject: str  # gateway id, or the server's names joined by ","
+    subject: str  # gateway id, the server's names joined by ",", or an OPC-UA application URI
     not_before: datetime
     not_after: datetime
     revoked_at: datetime | None
@@ -294,6 +297,62 @@ class CertificateAuthority:
         issued = self._sign(builder, key.public_key(), "server", subject, not_before, not_after)
         return issued.cert_pem, key_pem
 
+    def issue_opcua(
+        self, application_uri: str, hostnames: Sequence[str], *, server: bool, days: int = 365
+    ) -> tuple[bytes, bytes]:
+        """A new RSA-2048 key and an OPC-UA application instance certificate signed by this CA:
+        returns ``(cert_pem, key_pem)`` (PKCS#8 key; store it with ``write_private_pem``).
+
+        RSA because the OPC-UA security policies (Basic256Sha256) need it.  The SAN holds the URI
+        ``application_uri`` (what OPC-UA peers check against the application description) and
+        ``hostnames`` (DNS names; IP literals become IP SANs); keyUsage is digitalSignature,
+        nonRepudiation, keyEncipherment and dataEncipherment (OPC-UA Part 6, 6.2.2); EKU is
+        serverAuth + clientAuth for a server (``server=True``, servers also act as clients, e.g.
+        for discovery registration), clientAuth for a client.  Recorded as kind ``opcua`` with the
+        application URI as subject.  OPC-UA stacks usually want the certificate as DER:
+        ``x509.load_pem_x509_certificate(cert_pem).public_bytes(Encoding.DER)``."""
+        now = _now()
+        return self._issue_opcua(
+            application_uri, hostnames, server, now - _BACKDATE, now + timedelta(days=_positive(days))
+        )
+
+    def _issue_opcua(
+        self,
+        application_uri: str,
+        hostnames: Sequence[str],
+        server: bool,
+        not_before: datetime,
+        not_after: datetime,
+    ) -> tuple[bytes, bytes]:
+        # Test hook: explicit validity.
+        if not application_uri or any(c.isspace() for c in application_uri) or ":" not in application_uri:
+            raise CaError(f"issue_opcua: {application_uri!r} is not an application URI (e.g. urn:gasiot:edge)")
+        if isinstance(hostnames, str):
+            raise CaError("issue_opcua: hostnames is a list, not a string")
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
+        for host in hostnames:
+            names.append(_host_name(host, "issue_opcua"))
+        key = rsa.generate_private_key(public_exponent=65537, key_size=_MIN_RSA_BITS)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        usages = (
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            if server
+            else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
+        common_name = application_uri.rpartition(":")[2] or application_uri
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        )
+        issued = self._sign(
+            builder, key.public_key(), "opcua", application_uri, not_before, not_after, key_usage=_OPCUA_KEY_USAGE
+        )
+        return issued.cert_pem, key_pem
+
     def _sign(
         self,
         builder: x509.CertificateBuilder,
@@ -302,6 +361,8 @@ class CertificateAuthority:
         subject: str,
         not_before: datetime,
         not_after: datetime,
+        *,
+        key_usage: x509.KeyUsage | None = None,
     ) -> IssuedCert:
         not_after = min(not_after, self.certificate.not_valid_after_utc)  # never outlive the CA
         if not_after <= not_before:
@@ -314,7 +375,7 @@ class CertificateAuthority:
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(key_usage or _key_usage(digital_signature=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski), critical=False)
             .sign(self._key, hashes.SHA256())
@@ -469,6 +530,34 @@ def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x
         encipher_only=False,
         decipher_only=False,
     )
+
+
+# OPC-UA Part 6, 6.2.2: application instance certificates (RSA) sign and encrypt with their key.
+_OPCUA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=True,
+    key_encipherment=True,
+    data_encipherment=True,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _host_name(host: str, who: str) -> x509.GeneralName:
+    """An IP SAN for an IP literal, else a DNS SAN (IDNA-encoded, lower case)."""
+    if not host:
+        raise CaError(f"{who}: empty host name")
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return x509.DNSName(host.encode("idna").decode("ascii").lower())
+    except (UnicodeError, ValueError) as err:
+        raise CaError(f"{who}: {host!r} is not a valid host name") from err
 
 
 def check_csr(csr_pem: bytes) -> None:

@@ -454,6 +454,32 @@ def keys_issue_server(
     typer.echo(f"server certificate {out_cert}, key {out_key}")
 
 
+@keys_app.command("issue-opcua")
+def keys_issue_opcua(
+    ca_dir: Path,
+    out_cert: Path,
+    out_key: Path,
+    application_uri: Annotated[str, typer.Option(help="The OPC-UA application URI (urn:…)")],
+    host: Annotated[list[str], typer.Option(help="Host names / IPs in the certificate")] = ["localhost"],  # noqa: B006
+    server: Annotated[bool, typer.Option(help="A server certificate (default: a client's)")] = False,
+) -> None:
+    """Issue an OPC-UA application certificate (RSA-2048, for Basic256Sha256) from the utility CA.
+    Name the key file *.pem: asyncua reads other suffixes as DER."""
+    from cloud.ca import load_ca
+    from gascore.crypto import CryptoError
+    from gascore.tls import write_private_pem, write_public_pem
+
+    if out_key.suffix != ".pem":
+        raise _fail("error: name the key file *.pem (asyncua decides the format by the suffix)")
+    try:
+        cert, key = load_ca(ca_dir).issue_opcua(application_uri, host, server=server)
+        write_private_pem(out_key, key)
+        write_public_pem(out_cert, cert)
+    except CryptoError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"OPC-UA {'server' if server else 'client'} certificate {out_cert}, key {out_key}")
+
+
 @keys_app.command("revoke")
 def keys_revoke(
     ca_dir: Path, gateway: Annotated[str, typer.Option(help="Revoke every certificate of this gateway")]

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 import pytest_asyncio
-from conftest import Recorder, running
+from opcua_kit import Recorder, running
 
 from drivers.base import CommError, DeviceError, Sample, Subscription
 from drivers.opcua import OpcUaChannel, OpcUaDriver, OpcUaPoint, WriteValueError, browse, format_browse

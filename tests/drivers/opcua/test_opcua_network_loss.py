@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from conftest import Recorder, running
+from opcua_kit import Recorder, running
 
 from drivers.base import Subscription
 from drivers.opcua import OpcUaChannel, OpcUaDriver, OpcUaPoint

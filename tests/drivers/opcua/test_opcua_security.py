@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import EDGE_URI, Recorder, running
+from opcua_kit import EDGE_URI, Recorder, running
 
 from drivers.base import Subscription
 from drivers.opcua import (

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 
-from conftest import Recorder, running
+from opcua_kit import Recorder, running
 
 from drivers.base import Subscription
 from drivers.opcua import OpcUaChannel, OpcUaDriver, OpcUaPoint
