@@ -121,10 +121,6 @@ class DeviceProcessor:
                 _exact_divisor(s.scale),
             )
 
-    @property
-    def specs(self) -> dict[str, PointSpec]:
-        return {k: p.spec for k, p in self._points.items()}
-
     def process(self, samples: Sequence[Sample], ts_ms: int, observed: list[Reading] | None = None) -> list[Reading]:
         """The readings to report.  If ``observed`` is given, every converted sample is appended
         to it as well, reported or not (rules such as "stuck" need to see unchanged values)."""

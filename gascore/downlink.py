@@ -12,9 +12,10 @@ is signed by the cloud and verified by the gateway before it is used).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gascore.contract import ContractError, canonical_json
+from gascore.crypto import Signer, Verifier
 
 POLL_MAX_SKEW_MS = 5 * 60 * 1000
 MAX_COMMANDS_PER_POLL = 100
@@ -24,17 +25,6 @@ COMMAND_TYPES: dict[str, tuple[str, ...]] = {
     "alarm.ack": ("alarm_id", "by"),
     "alarm.shelve": ("alarm_id", "by", "until_ms"),
 }
-
-
-class _Signer(Protocol):
-    @property
-    def key_id(self) -> str: ...
-
-    def sign(self, message: bytes) -> bytes: ...
-
-
-class _Verifier(Protocol):
-    def verify(self, message: bytes, signature: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +60,11 @@ def check_command_body(type_: str, body: dict[str, Any]) -> None:
         raise ContractError(f"{type_}: missing {', '.join(missing)}")
 
 
-def signed_command(cmd: Command, signer: _Signer) -> dict[str, Any]:
+def signed_command(cmd: Command, signer: Signer) -> dict[str, Any]:
     return {"command": asdict(cmd), "signature": signer.sign(cmd.canonical()).hex(), "key_id": signer.key_id}
 
 
-def verify_command(item: Any, verifier: _Verifier, gateway_id: str) -> Command:
+def verify_command(item: Any, verifier: Verifier, gateway_id: str) -> Command:
     """Raises ContractError (shape, wrong gateway) or the verifier's BadSignature."""
     if not isinstance(item, dict) or "command" not in item or not isinstance(item.get("signature"), str):
         raise ContractError("command: expected {command, signature}")

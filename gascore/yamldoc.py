@@ -87,14 +87,21 @@ class YamlDocument:
     def problems_from(self, err: ValidationError, prefix: Loc = ()) -> list[Problem]:
         out = []
         for e in err.errors():
-            loc = (*prefix, *(p for p in e["loc"] if not _is_union_tag(p)))
+            loc = self._document_loc((*prefix, *e["loc"]))
             out.append(Problem(self.path, self.line_of(loc), format_loc(loc), _message(e)))
         return out
 
-
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic inserts the discriminator value / function names into error locations.
-    return isinstance(part, str) and (part.startswith("function-") or part in {"modbus_tcp"})
+    def _document_loc(self, loc: Loc) -> Loc:
+        """Drop what pydantic inserts into error locations that is not in the document: the tag
+        of a discriminated union member (``channels[0].mqtt.port``) and validator names.  A name
+        that is not in the YAML but has more parts after it cannot be a key the user wrote."""
+        kept: list[str | int] = []
+        for i, part in enumerate(loc):
+            last = i == len(loc) - 1
+            if isinstance(part, str) and not last and (*kept, part) not in self.lines:
+                continue
+            kept.append(part)
+        return tuple(kept)
 
 
 def _message(error: Any) -> str:

@@ -494,17 +494,12 @@ def keys_revoke(
 @keys_app.command("list")
 def keys_list(ca_dir: Path) -> None:
     """Certificates the CA issued, with expiry and revocation."""
+    import dataclasses
+
     from cloud.ca import load_ca
 
     for rec in load_ca(ca_dir).issued():
-        typer.echo(
-            json.dumps(
-                {k: str(v) for k, v in vars(rec).items()}
-                if hasattr(rec, "__dict__")
-                else {f: str(getattr(rec, f)) for f in rec.__slots__},
-                ensure_ascii=False,
-            )
-        )
+        typer.echo(json.dumps({k: str(v) for k, v in dataclasses.asdict(rec).items()}, ensure_ascii=False))
 
 
 @keys_app.command("generate")

@@ -23,6 +23,7 @@ from drivers.modbus.ops import (
     ModbusStatistics,
     PlanCache,
     decode_response,
+    open_client,
     response_samples,
     send_read,
     send_write,
@@ -86,12 +87,7 @@ class ModbusTcpDriver:
         else:
             client.close()  # drop a half-dead socket before dialling again
         self._lost = asyncio.Event()
-        try:
-            async with asyncio.timeout(self.channel.timeout_s):
-                ok = await client.connect()
-        except TimeoutError:
-            ok = False
-        if not ok:
+        if not await open_client(client, self.channel.timeout_s):
             self.statistics.comm_errors += 1
             self._set_up(False, "connect failed")
             raise CommError(f"cannot connect to {self._endpoint}")

@@ -62,6 +62,15 @@ class PlanCache:
         return requests
 
 
+async def open_client(client: ModbusBaseClient, timeout_s: float) -> bool:
+    """Connect (TCP) or open (serial) within ``timeout_s``; False when it did not work."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return bool(await client.connect())
+    except TimeoutError:
+        return False
+
+
 def send_read(client: ModbusBaseClient, unit: int, request: ReadRequest) -> Awaitable[ModbusPDU]:
     start, count = request.start, request.count
     if request.table == "holding":

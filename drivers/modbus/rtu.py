@@ -43,6 +43,7 @@ from drivers.modbus.ops import (
     READ_FUNCTION,
     ModbusStatistics,
     PlanCache,
+    open_client,
     response_samples,
     send_read,
     send_write,
@@ -165,12 +166,7 @@ class _RtuLine(ABC):
         else:
             client.close()  # drop a broken port before opening it again
         self._lost = asyncio.Event()
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                ok = await client.connect()
-        except TimeoutError:
-            ok = False
-        if not ok:
+        if not await open_client(client, self._timeout_s):
             self.statistics.comm_errors += 1
             self._set_up(False, "cannot open")
             raise CommError(f"cannot open {self._endpoint}")

@@ -31,16 +31,35 @@ def select_columns(channel: SqlPollChannel, columns: Sequence[str]) -> list[str]
     return wanted
 
 
-class SqliteSource:
-    def __init__(self, channel: SqlPollChannel, columns: Sequence[str]) -> None:
-        self.path = channel.url.removeprefix("sqlite:///")
+class _Queries:
+    """The statements of one channel, built once; only the parameter placeholder differs between
+    databases.  Subclasses supply ``_query``."""
+
+    def __init__(self, channel: SqlPollChannel, columns: Sequence[str], placeholder: str) -> None:
         self.columns = select_columns(channel, columns)
-        self._select = (
-            f"SELECT {', '.join(quote(c) for c in self.columns)} FROM {quote(channel.table)}"  # noqa: S608
-            f" WHERE {quote(channel.key_column)} > ? ORDER BY {quote(channel.key_column)} LIMIT ?"
-        )
-        self._select_first = self._select.replace(f"WHERE {quote(channel.key_column)} > ? ", "")
-        self._max = f"SELECT max({quote(channel.key_column)}) FROM {quote(channel.table)}"  # noqa: S608
+        key = quote(channel.key_column)
+        select = f"SELECT {', '.join(quote(c) for c in self.columns)} FROM {quote(channel.table)}"  # noqa: S608
+        self._select = f"{select} WHERE {key} > {placeholder} ORDER BY {key} LIMIT {placeholder}"
+        self._select_first = f"{select} ORDER BY {key} LIMIT {placeholder}"
+        self._max = f"SELECT max({key}) FROM {quote(channel.table)}"  # noqa: S608
+
+    async def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def max_key(self) -> Any:
+        return (await self._query(self._max))[0][0]
+
+    async def rows_after(self, key: Any, limit: int) -> list[tuple[Any, ...]]:
+        """Rows with a key above ``key`` (None: from the first row), in key order."""
+        if key is None:
+            return await self._query(self._select_first, (limit,))
+        return await self._query(self._select, (key, limit))
+
+
+class SqliteSource(_Queries):
+    def __init__(self, channel: SqlPollChannel, columns: Sequence[str]) -> None:
+        super().__init__(channel, columns, "?")
+        self.path = channel.url.removeprefix("sqlite:///")
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -64,31 +83,16 @@ class SqliteSource:
         except sqlite3.Error as err:
             raise SourceError(f"sqlite {self.path}: {err}") from err
 
-    async def max_key(self) -> Any:
-        return (await self._query(self._max))[0][0]
-
-    async def rows_after(self, key: Any, limit: int) -> list[tuple[Any, ...]]:
-        """Rows with a key above ``key`` (None: from the first row), in key order."""
-        if key is None:
-            return await self._query(self._select_first, (limit,))
-        return await self._query(self._select, (key, limit))
-
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
 
-class PostgresSource:
+class PostgresSource(_Queries):
     def __init__(self, channel: SqlPollChannel, columns: Sequence[str]) -> None:
+        super().__init__(channel, columns, "%s")
         self.channel = channel
-        self.columns = select_columns(channel, columns)
-        self._select = (
-            f"SELECT {', '.join(quote(c) for c in self.columns)} FROM {quote(channel.table)}"  # noqa: S608
-            f" WHERE {quote(channel.key_column)} > %s ORDER BY {quote(channel.key_column)} LIMIT %s"
-        )
-        self._select_first = self._select.replace(f"WHERE {quote(channel.key_column)} > %s ", "")
-        self._max = f"SELECT max({quote(channel.key_column)}) FROM {quote(channel.table)}"  # noqa: S608
         self._conn: Any = None
 
     async def open(self) -> None:
@@ -117,15 +121,6 @@ class PostgresSource:
             return list(await cur.fetchall())
         except psycopg.Error as err:
             raise SourceError(f"postgresql: {err}") from err
-
-    async def max_key(self) -> Any:
-        return (await self._query(self._max))[0][0]
-
-    async def rows_after(self, key: Any, limit: int) -> list[tuple[Any, ...]]:
-        """Rows with a key above ``key`` (None: from the first row), in key order."""
-        if key is None:
-            return await self._query(self._select_first, (limit,))
-        return await self._query(self._select, (key, limit))
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -180,7 +180,6 @@ Rule = Annotated[
     Field(discriminator="kind"),
 ]
 RuleKind = ThresholdRule | RateOfChangeRule | StuckRule | StaleRule | CommLossRule | StateRule | ExpressionRule
-KINDS = frozenset({"threshold", "rate_of_change", "stuck", "stale", "comm_loss", "state", "expression"})
 
 
 # ---- computed points ------------------------------------------------------------------------
@@ -299,17 +298,8 @@ class StationRules(_Strict):
 
 
 def problems_from(doc: YamlDocument, err: ValidationError, prefix: Loc = ()) -> list[Problem]:
-    """Like ``YamlDocument.problems_from``, without the ``kind`` tags pydantic puts in union locations."""
-    out = []
-    for e in err.errors():
-        loc: list[str | int] = list(prefix)
-        for part in e["loc"]:
-            if isinstance(part, str) and part in KINDS and loc and isinstance(loc[-1], int):
-                continue
-            loc.append(part)
-        message = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"]).removeprefix("Value error, ")
-        out.append(Problem(doc.path, doc.line_of(loc), format_loc(loc), message))
-    return out
+    """``YamlDocument.problems_from`` (kept as a name the rule loaders call)."""
+    return doc.problems_from(err, prefix)
 
 
 @dataclass(frozen=True, slots=True)
