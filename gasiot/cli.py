@@ -502,6 +502,84 @@ def keys_list(ca_dir: Path) -> None:
         typer.echo(json.dumps({k: str(v) for k, v in dataclasses.asdict(rec).items()}, ensure_ascii=False))
 
 
+@keys_app.command("trust")
+def keys_trust(
+    trust_dir: Path,
+    certificate: Annotated[str, typer.Argument(help="A certificate file, or a fingerprint prefix from `trusted`")],
+) -> None:
+    """Trust an OPC-UA peer: a certificate file, or one already in the directory (a rejected peer).
+    Counts from the peer's next connection, without restarting the gateway."""
+    from drivers.opcua.trust_dir import TrustDirectory, TrustDirError
+
+    store = TrustDirectory(trust_dir)
+    try:
+        path = Path(certificate)
+        entry = store.trust(path) if path.is_file() else store.trust_fingerprint(certificate)
+    except (TrustDirError, OSError) as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"trusted {entry.subject} (SHA-256 {entry.fingerprint}), valid until {entry.not_after:%Y-%m-%d}")
+
+
+@keys_app.command("distrust")
+def keys_distrust(trust_dir: Path, fingerprint: str) -> None:
+    """Move a certificate to revoked/: refused from now on, even when issued by a trusted CA."""
+    from drivers.opcua.trust_dir import TrustDirectory, TrustDirError
+
+    try:
+        entry = TrustDirectory(trust_dir).distrust(fingerprint)
+    except TrustDirError as err:
+        raise _fail(f"error: {err}") from None
+    typer.echo(f"revoked {entry.subject} (SHA-256 {entry.fingerprint})")
+
+
+@keys_app.command("trusted")
+def keys_trusted(
+    trust_dir: Path, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False
+) -> None:
+    """List an OPC-UA trust directory: trusted, rejected and revoked certificates, with expiry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from drivers.opcua.trust_dir import TrustDirectory, TrustDirError
+
+    try:
+        entries = TrustDirectory(trust_dir).entries()
+    except TrustDirError as err:
+        raise _fail(f"error: {err}") from None
+    if as_json:
+        rows = [
+            {
+                "status": e.status,
+                "fingerprint": e.fingerprint,
+                "subject": e.subject,
+                "issuer": e.issuer,
+                "application_uri": e.application_uri,
+                "not_after": e.not_after.isoformat(),
+                "days_left": round(e.days_left, 1),
+                "ca": e.is_ca,
+            }
+            for e in entries
+        ]
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"OPC-UA trust list {trust_dir}")
+    for column in ("status", "fingerprint", "subject", "application URI", "expires"):
+        table.add_column(column)
+    colour = {"trusted": "green", "rejected": "yellow", "revoked": "red"}
+    for e in entries:
+        expiry = f"{e.not_after:%Y-%m-%d}"
+        if e.days_left <= 30:
+            expiry = f"[red]{expiry} ({e.days_left:.0f} d)[/red]"
+        table.add_row(
+            f"[{colour[e.status]}]{e.status}[/{colour[e.status]}]" + (" CA" if e.is_ca else ""),
+            e.fingerprint[:16],
+            e.subject,
+            e.application_uri or "—",
+            expiry,
+        )
+    Console().print(table)
+
+
 @keys_app.command("generate")
 def keys_generate(out: Path, alg: Annotated[str, typer.Option(help="sm2-sm3 or ed25519")] = "sm2-sm3") -> None:
     """Generate a key pair into OUT (mode 0600)."""

@@ -15,7 +15,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIdNames, ObjectIds
 
 from drivers.opcua.config import OpcUaChannel, parse_node_id
-from drivers.opcua.security import load_trusted
+from drivers.opcua.security import load_trust
 from drivers.opcua.session import OpcUaSession
 from drivers.opcua.status import scalar_of
 
@@ -55,7 +55,7 @@ async def browse(
     if depth < 1:
         raise ValueError("depth must be >= 1")
     config = OpcUaChannel(endpoint=endpoint) if channel is None else channel.model_copy(update={"endpoint": endpoint})
-    session = await OpcUaSession.open(config, await load_trusted(config.trusted_server_certificates))
+    session = await OpcUaSession.open(config, await load_trust(config))
     try:
         found = await _walk(session, parse_node_id(root), depth, include_standard, max_nodes)
         return await _describe_variables(session, found)

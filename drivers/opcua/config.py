@@ -98,7 +98,15 @@ class OpcUaChannel(_Strict):
     certificate: Path | None = Field(default=None, description="the gateway's certificate (.der or .pem)")
     private_key: Path | None = Field(default=None, description="the gateway's private key (.pem or .der)")
     trusted_server_certificates: list[Path] = Field(
-        default_factory=list, description="if given, the server's certificate must be one of these"
+        default_factory=list, description="the server's certificate must be one of these"
+    )
+    trust_dir: Path | None = Field(
+        default=None,
+        description="a trust list directory (trusted/, rejected/, revoked/, crl/) managed with `gasiot keys trust`; "
+        "a refused server's certificate is kept in rejected/",
+    )
+    accept_any_server_certificate: bool = Field(
+        default=False, description="skip the server certificate check (closed test networks only)"
     )
     username: str | None = None
     password: SecretStr | None = None
@@ -129,13 +137,24 @@ class OpcUaChannel(_Strict):
         if self.security_policy == "None":
             if self.security_mode != "None":
                 raise ValueError(f"security_mode {self.security_mode} needs security_policy Basic256Sha256")
-            if self.trusted_server_certificates:
-                raise ValueError("trusted_server_certificates needs security_policy Basic256Sha256")
+            if self.trusted_server_certificates or self.trust_dir:
+                raise ValueError("trusted_server_certificates/trust_dir need security_policy Basic256Sha256")
         else:
             if self.security_mode == "None":
                 raise ValueError(f"security_policy {self.security_policy} needs security_mode Sign or SignAndEncrypt")
             if self.certificate is None or self.private_key is None:
                 raise ValueError(f"security_policy {self.security_policy} needs `certificate` and `private_key`")
+            checks = bool(self.trusted_server_certificates) + (self.trust_dir is not None)
+            if checks > 1:
+                raise ValueError("give `trust_dir` or `trusted_server_certificates`, not both")
+            if checks == 0 and not self.accept_any_server_certificate:
+                raise ValueError(
+                    f"security_policy {self.security_policy} needs `trust_dir` or `trusted_server_certificates` "
+                    "(or `accept_any_server_certificate: true` on a closed test network): "
+                    "an unchecked server certificate defeats the secure channel"
+                )
+            if checks and self.accept_any_server_certificate:
+                raise ValueError("accept_any_server_certificate contradicts trust_dir/trusted_server_certificates")
         if (self.username is None) != (self.password is None):
             raise ValueError("give both `username` and `password`, or neither")
         if self.reconnect_max_s < self.reconnect_initial_s:

@@ -24,7 +24,7 @@ from drivers.base import CommError, Driver, PushDriver, PushListener, Sample, Sc
 from drivers.opcua.config import OpcUaChannel, OpcUaPoint
 from drivers.opcua.errors import WriteValueError
 from drivers.opcua.monitor import MonitoredItems, OpcUaStatistics, Wanted
-from drivers.opcua.security import load_trusted
+from drivers.opcua.security import load_trust
 from drivers.opcua.session import OpcUaSession, ServiceFault
 from drivers.opcua.status import error_sample, sample_from
 
@@ -65,8 +65,8 @@ class OpcUaDriver:
                 await session.close()
             try:
                 # Read on every attempt: a certificate an administrator adds counts at the next one.
-                trusted = await load_trusted(self.channel.trusted_server_certificates)
-                session = await OpcUaSession.open(self.channel, trusted)
+                trust = await load_trust(self.channel)
+                session = await OpcUaSession.open(self.channel, trust)
             except CommError as err:
                 self.statistics.connect_failures += 1
                 self._set_up(False, str(err))

@@ -5,7 +5,7 @@
     │   └── SecurityError          the secure channel cannot be set up as configured (no matching
     │       │                      endpoint, unreadable or mismatched gateway certificate); retrying
     │       │                      does not help until the configuration changes
-    │       └── UntrustedServerError   the server's certificate is not in trusted_server_certificates
+    │       └── UntrustedServerError   the server's certificate is not trusted (trust list or trust_dir)
     └── DeviceError                the server refused a request (a write, a read) with a status code
     WriteValueError (ValueError)   the value does not fit the node's data type: nothing was sent
 
@@ -23,13 +23,10 @@ class SecurityError(CommError):
 
 
 class UntrustedServerError(SecurityError):
-    """The server presented a certificate that is not in ``trusted_server_certificates``."""
+    """The server presented a certificate the channel's trust list does not accept."""
 
-    def __init__(self, endpoint: str, fingerprint: str) -> None:
-        super().__init__(
-            f"{endpoint}: server certificate (SHA-256 {fingerprint}) is not in trusted_server_certificates; "
-            "refusing to connect"
-        )
+    def __init__(self, endpoint: str, fingerprint: str, why: str) -> None:
+        super().__init__(f"{endpoint}: server certificate (SHA-256 {fingerprint}) {why}; refusing to connect")
         self.fingerprint = fingerprint
 
 

@@ -8,12 +8,14 @@ never blocks on a slow disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from asyncua import ua
 from asyncua.crypto import security_policies
@@ -24,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drivers.opcua.config import OpcUaChannel
 from drivers.opcua.errors import SecurityError, UntrustedServerError
+from drivers.opcua.trust_dir import TrustDirectory, TrustDirError, sha256_hex
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -65,15 +68,55 @@ def load_der(path: Path) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
-async def load_trusted(paths: Sequence[Path]) -> frozenset[bytes]:
-    """The trusted server certificates as DER bytes."""
-    return frozenset(await asyncio.to_thread(lambda: [load_der(p) for p in paths]))
+class ServerTrust(Protocol):
+    """Decides whether the server certificate offered with the chosen endpoint may be used."""
+
+    def check(self, endpoint: str, server_der: bytes) -> None:
+        """Raise UntrustedServerError to refuse the server."""
 
 
-def check_trusted(endpoint: str, server_der: bytes, trusted: frozenset[bytes]) -> None:
-    """Raise UntrustedServerError unless ``trusted`` is empty or holds ``server_der``."""
-    if trusted and server_der not in trusted:
-        raise UntrustedServerError(endpoint, fingerprint(server_der))
+@dataclass(frozen=True, slots=True)
+class TrustedList:
+    """Exactly these certificates (``trusted_server_certificates``); empty accepts any server,
+    which the channel config allows only with ``accept_any_server_certificate``."""
+
+    ders: frozenset[bytes]
+
+    def check(self, endpoint: str, server_der: bytes) -> None:
+        if self.ders and server_der not in self.ders:
+            raise UntrustedServerError(endpoint, fingerprint(server_der), "is not in trusted_server_certificates")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedDirectory:
+    """A trust list directory; a refused certificate is kept in rejected/ for a technician to
+    inspect and, after comparing fingerprints with the server's administrator, trust."""
+
+    directory: TrustDirectory
+
+    def check(self, endpoint: str, server_der: bytes) -> None:
+        try:
+            verdict = self.directory.verdict(server_der)
+        except TrustDirError as err:
+            raise SecurityError(f"trust_dir {self.directory.root}: {err}") from err
+        if verdict.trusted:
+            return
+        with contextlib.suppress(OSError, TrustDirError):
+            self.directory.reject(server_der)
+        raise UntrustedServerError(
+            endpoint,
+            fingerprint(server_der),
+            f"is not trusted ({verdict.reason}); to trust it: gasiot keys trust {self.directory.root} "
+            f"{sha256_hex(server_der)[:16]}",
+        )
+
+
+async def load_trust(channel: OpcUaChannel) -> ServerTrust:
+    """The server check the channel asks for, read now (a change counts at the next connection)."""
+    if channel.trust_dir is not None:
+        return TrustedDirectory(TrustDirectory(channel.trust_dir))
+    paths = channel.trusted_server_certificates
+    return TrustedList(frozenset(await asyncio.to_thread(lambda: [load_der(p) for p in paths])))
 
 
 def application_uris(der: bytes) -> list[str]:

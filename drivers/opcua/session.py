@@ -29,8 +29,8 @@ from drivers.opcua.errors import SecurityError
 from drivers.opcua.security import (
     MODES,
     POLICIES,
+    ServerTrust,
     check_own_certificate,
-    check_trusted,
     leaf_der,
     pick_endpoint,
 )
@@ -139,7 +139,7 @@ class OpcUaSession:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, channel: OpcUaChannel, trusted: frozenset[bytes]) -> OpcUaSession:
+    async def open(cls, channel: OpcUaChannel, trust: ServerTrust) -> OpcUaSession:
         """Connect: secure channel, session, activation.  Raises SecurityError (configuration or
         trust problem) or CommError (anything else: refused, timed out, rejected)."""
         client = Client(channel.endpoint, timeout=channel.timeout_s, watchdog_intervall=channel.timeout_s)
@@ -151,7 +151,7 @@ class OpcUaSession:
             client.set_password(channel.password.get_secret_value())
         try:
             if channel.secure:
-                await _secure(client, channel, trusted)
+                await _secure(client, channel, trust)
             async with asyncio.timeout(channel.timeout_s):
                 await client.connect(auto_reconnect=False)
         except SecurityError:
@@ -271,7 +271,7 @@ class OpcUaSession:
         return vtype
 
 
-async def _secure(client: Client, channel: OpcUaChannel, trusted: frozenset[bytes]) -> None:
+async def _secure(client: Client, channel: OpcUaChannel, trust: ServerTrust) -> None:
     """Fetch the server's endpoints over an unsecured channel, pick the configured policy/mode,
     check the server certificate against the trust list, then arm the client with our own pair."""
     assert channel.certificate is not None and channel.private_key is not None
@@ -282,7 +282,7 @@ async def _secure(client: Client, channel: OpcUaChannel, trusted: frozenset[byte
     if not endpoint.ServerCertificate:
         raise SecurityError(f"{channel.endpoint} sent no certificate with its {channel.security_policy} endpoint")
     server_der = leaf_der(endpoint.ServerCertificate)
-    check_trusted(channel.endpoint, server_der, trusted)
+    trust.check(channel.endpoint, server_der)
     try:
         await client.set_security(
             POLICIES[channel.security_policy],

@@ -66,7 +66,7 @@ def test_point_defaults_and_limits() -> None:
         ({"security_mode": "Sign"}, "needs security_policy Basic256Sha256"),
         ({"security_policy": "Basic256Sha256"}, "needs security_mode Sign or SignAndEncrypt"),
         ({**SECURE, "certificate": None}, "needs `certificate` and `private_key`"),
-        ({"trusted_server_certificates": ["s.der"]}, "trusted_server_certificates needs"),
+        ({"trusted_server_certificates": ["s.der"]}, "trusted_server_certificates/trust_dir need"),
         ({"username": "op"}, "both `username` and `password`"),
         ({"reconnect_initial_s": 5, "reconnect_max_s": 1}, "reconnect_max_s"),
         ({"endpoint": "tcp://127.0.0.1:4840"}, "opc.tcp://host"),

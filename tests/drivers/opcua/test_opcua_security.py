@@ -103,7 +103,7 @@ async def test_a_certificate_for_another_application_is_refused_before_connectin
 
 async def test_no_matching_endpoint_is_a_clear_error(gateway_cert: tuple[Path, Path], sim: ScadaSimServer) -> None:
     # `sim` offers security None only.
-    drv = OpcUaDriver(secure_channel(sim, gateway_cert, []))
+    drv = OpcUaDriver(secure_channel(sim, gateway_cert, [], accept_any_server_certificate=True))
     with pytest.raises(SecurityError, match="offers no Basic256Sha256/SignAndEncrypt endpoint"):
         await drv.connect()
 
