@@ -24,6 +24,7 @@ from edge.local_control import LocalControl
 from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
+from edge.secret_files import require_private_secrets
 from edge.store import SqliteStore
 from edge.sync import SyncClient
 from edge.tls_files import gateway_ssl_context
@@ -56,8 +57,10 @@ class Gateway:
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
-        """Raises KeyFileError (not enrolled), DataDirLocked (already running)."""
+        """Raises SecretFileError (a key others can read), KeyFileError (not enrolled), DataDirLocked
+        (already running)."""
         cfg = station.config
+        require_private_secrets(station)
         signer = signer or load_key_file(station.key_file)
         lock = DataDirLock(station.data_dir)
         store = SqliteStore(

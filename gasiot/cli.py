@@ -55,8 +55,13 @@ def _run(coro: object) -> None:
 @edge_app.command("check")
 def edge_check(config: Path) -> None:
     """Validate a station file and the thing models it uses; exit 2 on any error."""
+    from edge.secret_files import check_secret_files
+
     station = _load_station(config)
     cfg = station.config
+    secrets = check_secret_files(station)
+    if secrets:
+        raise _fail("\n".join(f"{config}: {p}" for p in secrets), code=2)
     points = sum(len(d.points) for d in cfg.devices)
     typer.echo(
         f"{config}: OK — gateway {cfg.gateway.id}, {len(cfg.channels)} channels, "
@@ -79,11 +84,14 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
     from edge.datalock import DataDirLocked
     from edge.enroll import EnrollError
     from edge.runtime import Gateway, run_until_signalled
+    from edge.secret_files import SecretFileError
     from gascore.crypto import KeyFileError
 
     station = _load_station(config)
     try:
         gateway = Gateway.build(station)
+    except SecretFileError as err:
+        raise _fail(f"error: {err}") from None
     except (KeyFileError, EnrollError) as err:
         raise _fail(f"error: {err}\nhint: enroll first: gasiot edge enroll {config} --token TOKEN") from None
     except DataDirLocked as err:

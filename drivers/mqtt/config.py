@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.mqtt.selector import parse_selector
+from drivers.secrets import SECRET_FILE, Password
 
 
 class MqttChannel(BaseModel):
@@ -18,7 +19,7 @@ class MqttChannel(BaseModel):
     port: int = Field(1883, ge=1, le=65535)
     client_id: str = Field("gasiot-edge", min_length=1, max_length=128)
     username: str | None = None
-    password: SecretStr | None = None
+    password: Password | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
     topic: str = Field("gas/{device}/up", description="Topic template; {device} is replaced by each device's id")
     payload: Literal["json", "raw"] = "json"
@@ -28,7 +29,7 @@ class MqttChannel(BaseModel):
     tls: bool = Field(False, description="MQTT over TLS (port 8883 usually): the broker is verified")
     ca_file: Path | None = Field(None, description="CA of the broker's certificate (default: system store)")
     cert_file: Path | None = Field(None, description="Client certificate, when the broker requires one")
-    key_file: Path | None = Field(None, description="Client private key (mode 0600)")
+    key_file: Path | None = Field(None, description="Client private key (mode 0600)", json_schema_extra=SECRET_FILE)
     qos: Literal[0, 1] = 1
     clean_session: bool = Field(False, description="False: the broker keeps QoS 1 messages while we are away")
     timeout_s: float = Field(10.0, gt=0)

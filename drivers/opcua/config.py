@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 from asyncua import ua
 from asyncua.ua.uaerrors import UaStringParsingError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drivers.secrets import SECRET_FILE, Password
 
 SecurityPolicy = Literal["None", "Basic256Sha256"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
@@ -96,7 +98,9 @@ class OpcUaChannel(_Strict):
     security_policy: SecurityPolicy = "None"
     security_mode: SecurityMode = "None"
     certificate: Path | None = Field(default=None, description="the gateway's certificate (.der or .pem)")
-    private_key: Path | None = Field(default=None, description="the gateway's private key (.pem or .der)")
+    private_key: Path | None = Field(
+        default=None, description="the gateway's private key (.pem or .der)", json_schema_extra=SECRET_FILE
+    )
     trusted_server_certificates: list[Path] = Field(
         default_factory=list, description="the server's certificate must be one of these"
     )
@@ -109,7 +113,7 @@ class OpcUaChannel(_Strict):
         default=False, description="skip the server certificate check (closed test networks only)"
     )
     username: str | None = None
-    password: SecretStr | None = None
+    password: Password | None = None
     timeout_s: float = Field(default=5.0, gt=0, le=300, description="per request and per connection step")
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from drivers.secrets import Password
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -28,7 +30,7 @@ class SqlPollChannel(BaseModel):
 
     driver: Literal["sql_poll"] = "sql_poll"
     url: str = Field(description="sqlite:///path/to/file.db or postgresql://user@host:5432/dbname")
-    password: SecretStr | None = Field(None, description="PostgreSQL password (kept out of the URL and logs)")
+    password: Password | None = Field(None, description="PostgreSQL password (kept out of the URL and logs)")
     table: str = Field(description="Table or view to read (schema.table allowed)")
     key_column: str = Field(description="Increasing id or timestamp column; rows are read in its order")
     device_column: str | None = Field(None, description="Column naming the device (matched to device ids)")
