@@ -17,6 +17,7 @@ from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
 from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands, renew_certificate
 from cloud.ingest import Ingestor, IngestRefused
+from cloud.key_wrap import PayloadKeyWrap
 from cloud.repository import GatewayRecord, Repository
 from gascore.contract import MAX_FRAME_BYTES
 from gascore.crypto import CryptoError, Signer, generate_signer, key_id_of, verifier_for
@@ -121,7 +122,8 @@ async def enroll(request: web.Request) -> web.Response:
     # A per-gateway SM4 key for encrypted batch bodies (links whose TLS ends at a proxy); it goes
     # back once, in this reply, which should itself travel over TLS.
     payload_key = secrets.token_bytes(16) if body.get("payload_encryption") is True else None
-    repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms(), payload_key))
+    wrapped = request.app[INGESTOR].key_wrap.wrap(gateway_id, payload_key) if payload_key is not None else None
+    repo.register_gateway(GatewayRecord(gateway_id, alg, public_key, key_id, "active", now_ms(), wrapped))
     log.info("gateway %s enrolled with %s key %s", gateway_id, alg, key_id)
     reply: dict[str, Any] = {
         "gateway_id": gateway_id,
@@ -437,13 +439,15 @@ def create_app(
     *,
     ca: CertificateAuthority | None = None,
     require_client_cert: bool = False,
+    key_wrap: PayloadKeyWrap | None = None,
 ) -> web.Application:
     """``cloud_signer`` signs downlink commands (an ephemeral key when not given: tests, demo);
-    ``ca`` issues gateway certificates at enrollment and checks them on every gateway request."""
+    ``ca`` issues gateway certificates at enrollment and checks them on every gateway request;
+    ``key_wrap`` wraps payload keys in the database (an ephemeral KEK when not given)."""
     check_routes(ROUTES)
     app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
     app[REPO] = repo
-    app[INGESTOR] = Ingestor(repo)
+    app[INGESTOR] = Ingestor(repo, key_wrap)
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca

@@ -17,7 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud.repository import LaneRecord, Repository, SeqConflict
+from cloud.key_wrap import KeyWrapError, PayloadKeyWrap
+from cloud.repository import GatewayRecord, LaneRecord, Repository, SeqConflict
 from gascore.contract import (
     Ack,
     BatchHeader,
@@ -96,8 +97,9 @@ class IngestStats:
 
 
 class Ingestor:
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, key_wrap: PayloadKeyWrap | None = None) -> None:
         self.repo = repo
+        self.key_wrap = key_wrap or PayloadKeyWrap.ephemeral()
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
 
@@ -191,6 +193,17 @@ class Ingestor:
         if gw.status != "active":
             raise IngestRefused(403, "gateway_not_active", f"gateway is {gw.status}")
 
+    def _payload_key(self, gw: GatewayRecord | None) -> bytes | None:
+        if gw is None or gw.payload_key is None:
+            return None
+        try:
+            return self.key_wrap.unwrap(gw.gateway_id, gw.payload_key)
+        except KeyWrapError as err:
+            log.error("%s", err)  # noqa: TRY400 - an operator problem (wrong --kek-file), not a bug
+            raise IngestRefused(
+                500, "payload_key_unavailable", "the cloud cannot decrypt this gateway's batches"
+            ) from None
+
     def _records(self, frame: Frame) -> list[Reading] | list[Event]:
         h = frame.header
         gw = self.repo.gateway(h.gateway_id)
@@ -200,7 +213,7 @@ class Ingestor:
                 h.codec,
                 h.lane,
                 h.count,
-                payload_key=gw.payload_key if gw else None,
+                payload_key=self._payload_key(gw),
                 aad=payload_aad(h.gateway_id, h.lane, h.seq),
             )
             return rows_to_records(h.lane, rows)

@@ -17,6 +17,7 @@ from cloud.app import create_app
 from cloud.appkeys import now_ms
 from cloud.auth import API_KEY_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, load_ca
+from cloud.key_wrap import PayloadKeyWrap
 from cloud.repository import Repository, Role, open_repository
 from gascore.crypto import Signer, generate_signer, load_key_file, write_key_file
 from gascore.tls import reload_crl, server_context
@@ -103,6 +104,7 @@ async def serve(
     *,
     admin_key_file: Path | None,
     cloud_key_file: Path | None = None,
+    kek_file: Path | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     ca_dir: Path | None = None,
@@ -130,7 +132,13 @@ async def serve(
     if admin_key_file is not None:
         ensure_admin_key(repo, admin_key_file)
     key_file = cloud_key_file or Path(db_url.removeprefix("sqlite:///")).with_suffix(".cloud.key")
-    app = create_app(repo, load_or_create_cloud_key(key_file), ca=ca, require_client_cert=require_client_cert)
+    key_wrap = PayloadKeyWrap.load_or_create(
+        kek_file or key_file.with_name(key_file.name.replace(".cloud.key", "") + ".payload.kek")
+    )
+    key_wrap.rewrap_legacy(repo)
+    app = create_app(
+        repo, load_or_create_cloud_key(key_file), ca=ca, require_client_cert=require_client_cert, key_wrap=key_wrap
+    )
     if ca is not None and ssl_context is not None:
         app.cleanup_ctx.append(_crl_refresher(ca, ssl_context))
     runner = web.AppRunner(app, access_log=None)

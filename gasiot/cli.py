@@ -317,6 +317,10 @@ def cloud_serve(
     cloud_key_file: Annotated[
         Path | None, typer.Option(help="Key that signs commands to gateways (default: next to the database)")
     ] = None,
+    kek_file: Annotated[
+        Path | None,
+        typer.Option(help="Key that wraps gateways' payload keys in the database (default: next to the database)"),
+    ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Server certificate (PEM), e.g. from `gasiot keys issue-server`")
     ] = None,
@@ -346,6 +350,7 @@ def cloud_serve(
                 listen,
                 admin_key_file=admin_key_file,
                 cloud_key_file=cloud_key_file,
+                kek_file=kek_file,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
                 ca_dir=ca_dir,

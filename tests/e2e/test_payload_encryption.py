@@ -83,4 +83,8 @@ async def test_gateway_enrolled_with_encryption_syncs_and_the_cloud_decrypts(tmp
             await sync.drain(http)
         store.close()
         assert cloud.rows("SELECT count(*) FROM readings")[0][0] == 30
-        assert cloud.rows("SELECT payload_key IS NOT NULL FROM gateways WHERE gateway_id='gw-enc'")[0][0] == 1
+        # At rest the key is wrapped under the cloud's KEK: the database alone does not decrypt batches.
+        (stored,) = cloud.rows("SELECT payload_key FROM gateways WHERE gateway_id='gw-enc'")[0]
+        edge_key = load_payload_key(key_file)
+        assert edge_key not in stored and len(stored) == 1 + 12 + 16 + 16
+        assert cloud.ingestor.key_wrap.unwrap("gw-enc", stored) == edge_key
