@@ -8,20 +8,34 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from drivers.registry import DRIVERS, DriverSpec
 from edge.interlocks.config import InterlockConfig
+from edge.northbound.config import OpcUaServerConfig
 from edge.rules.config import StationRules
 from edge.rules.engine import RuleEngine, station_engine
+from edge.service_binding import ServiceBinding
 from gascore.contract import Codec
 from gascore.thingmodel import ModelLibrary, ThingModel
 from gascore.yamldoc import ConfigError, Loc, Problem, YamlDocument, format_loc, load_yaml
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -83,6 +97,43 @@ class SyncSection(_Strict):
     command_poll_s: float = Field(5.0, ge=0.5, le=3600, description="How often to ask the cloud for commands")
 
 
+class HealthSection(_Strict):
+    """The gateway's health surface: ``GET /metrics`` (Prometheus text) and ``GET /healthz``
+    (JSON; 200 when ok, 503 when degraded).  Off unless the section is present; ``health: {}``
+    serves on 127.0.0.1:9108.  There is no authentication, hence loopback unless ``allow_remote``."""
+
+    allow_remote: bool = Field(
+        False, description="Allow a listen address other than loopback (the endpoint has no authentication)"
+    )
+    listen: str = Field("127.0.0.1:9108", description="HOST:PORT to serve on; port 0 picks a free port (logged)")
+    max_sync_silence_s: float = Field(
+        300.0,
+        gt=0,
+        le=7 * 86_400,
+        description="/healthz reports degraded when records wait and the cloud has acknowledged nothing for this long",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_unless_allowed(cls, value: str, info: ValidationInfo) -> str:
+        host, _ = split_listen(value)
+        if not _is_loopback(host) and not info.data.get("allow_remote", False):
+            raise ValueError(
+                f"{host!r} is not a loopback address and the endpoint has no authentication; "
+                "listen on 127.0.0.1 (or set health.allow_remote: true on a trusted network)"
+            )
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port).  Raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65_535:
+        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:9108), not {value!r}")
+    return host, int(port)
+
+
 class BindingFields(BaseModel):
     """监测点关联, the driver-independent part: how a wire value becomes engineering units."""
 
@@ -131,6 +182,9 @@ class DeviceConfig(_Strict):
     points: dict[str, dict[str, Any]] = Field(
         min_length=1, description="property id → binding (fields depend on the channel's driver)"
     )
+    services: dict[str, ServiceBinding] = Field(
+        default_factory=dict, description="model service id → the writes that carry it out (edge/service_binding.py)"
+    )
 
 
 class StationConfig(_Strict):
@@ -138,10 +192,14 @@ class StationConfig(_Strict):
     models: list[Path] = Field(default_factory=lambda: [Path("../models")])
     store: StoreSection = StoreSection()
     sync: SyncSection = SyncSection()
+    health: HealthSection | None = Field(None, description="Metrics and health endpoint (off when absent)")
     channels: list[ChannelConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
     rules: StationRules | None = Field(None, description="Rule packs, station rules, overrides (edge/rules/README.md)")
     interlocks: list[InterlockConfig] = Field(default_factory=list, description="Local control: condition → action")
+    opcua_server: OpcUaServerConfig | None = Field(
+        None, description="Northbound OPC-UA server for SCADA (off when absent; edge/northbound/README.md)"
+    )
 
 
 class Station:
@@ -157,6 +215,7 @@ class Station:
         self.ca_file = (base_dir / config.gateway.ca_file).resolve() if config.gateway.ca_file else None
         # Paths in channels (certificates, keys) are relative to the station file, like data_dir.
         self.channels: dict[str, Any] = {c.id: _resolve_paths(c, base_dir) for c in config.channels}
+        self.opcua_server = _resolve_paths(config.opcua_server, base_dir) if config.opcua_server else None
         self.bindings: dict[str, dict[str, Any]] = {}  # device id → property id → validated binding
         self.rule_engine: RuleEngine | None = None  # built (and checked) at load time
 
@@ -166,7 +225,7 @@ class Station:
         return model
 
 
-def _resolve_paths(model: BaseModel, base_dir: Path) -> BaseModel:
+def _resolve_paths(model: _M, base_dir: Path) -> _M:
     update: dict[str, Any] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
@@ -303,7 +362,38 @@ def _cross_check(station: Station, doc: YamlDocument) -> list[Problem]:
                 bad((*ploc, "scale"), f"scale/offset do not apply to a {prop.type} point")
         for key, message in spec.point_problems(channel, list(bindings.items())):
             bad((*loc, "points", key), message)
+        for service_id, service_binding in device.services.items():
+            _check_service(device, model, service_id, service_binding, (*loc, "services", service_id), bad)
     return problems
+
+
+def _check_service(
+    device: DeviceConfig, model: ThingModel, service_id: str, binding: ServiceBinding, loc: Loc, bad: Any
+) -> None:
+    service = model.services.get(service_id)
+    if service is None:
+        bad(loc, f"model {model.id!r} has no service {service_id!r} (has: {', '.join(model.services) or 'none'})")
+        return
+    inputs = {i.id for i in service.inputs}
+
+    def check_ref(value: Any, vloc: Loc) -> None:
+        if isinstance(value, str) and value.startswith("$") and value[1:] not in inputs:
+            has = ", ".join(sorted(inputs)) or "none"
+            bad(vloc, f"{value!r}: service {service_id!r} has no input {value[1:]!r} (has: {has})")
+
+    for j, step in enumerate(binding.steps):
+        prop = model.properties.get(step.point)
+        if prop is None or prop.access != "rw":
+            bad((*loc, "steps", j, "point"), f"{step.point!r} is not a writable property of model {model.id!r}")
+        elif step.point not in device.points:
+            bad((*loc, "steps", j, "point"), f"{step.point!r} is not bound in this device's points")
+        check_ref(step.value, (*loc, "steps", j, "value"))
+    for point, value in binding.expect.items():
+        if point not in model.properties:
+            bad((*loc, "expect", point), f"model {model.id!r} has no property {point!r}")
+        elif point not in device.points:
+            bad((*loc, "expect", point), f"{point!r} is not bound in this device's points")
+        check_ref(value, (*loc, "expect", point))
 
 
 def _validate_bindings(

@@ -29,6 +29,10 @@ class LocalControl:
     alarms: AlarmManager
     interlocks: InterlockEngine | None = None
     clock: Callable[[], int] = field(default=lambda: 0)
+    # Plain counters, read by the metrics collector at scrape time.
+    rule_passes: int = 0  # rule-engine passes over a cycle's readings
+    rule_ticks: int = 0  # timer passes (housekeeping, about once a second)
+    readings_evaluated: int = 0  # readings fed to the rules
 
     @classmethod
     def open(
@@ -58,6 +62,8 @@ class LocalControl:
             if online:
                 out_events += self.alarms.set_device_online(event.device, True, event.ts_ms)
         if observed:
+            self.rule_passes += 1
+            self.readings_evaluated += len(observed)
             computed += self._conditions(self.rules.observe(observed, now), out_events)
         if self.interlocks is not None and (observed or computed):
             out_events += self.interlocks.observe([*observed, *computed])
@@ -67,6 +73,7 @@ class LocalControl:
         """About once a second: rule timers, shelve expiry, read-back deadlines, CLI requests."""
         now = self.clock()
         events: list[Event] = []
+        self.rule_ticks += 1
         computed = self._conditions(self.rules.tick(now), events)
         events += self.alarms.tick(now)
         if self.interlocks is not None:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,18 +16,24 @@ from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
 from edge.cert_renewal import keep_renewed
-from edge.config import DeviceConfig, Station
+from edge.config import DeviceConfig, Station, split_listen
+from edge.control import Control, ControlRefused
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
 from edge.downlink import CommandPoller, Handler, Outcome
 from edge.enroll import CLOUD_KEY_FILE, PAYLOAD_KEY_FILE, load_cloud_verifier, load_payload_key
+from edge.health_http import HealthContext, HealthServer, create_app
 from edge.interlocks.engine import InterlockEngine
 from edge.local_control import LocalControl
+from edge.metrics import GatewayMetrics
+from edge.northbound import link as northbound_link
+from edge.northbound.history import HistoryTable
+from edge.northbound.server import NorthboundServer
 from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
-from edge.secret_files import require_private_secrets
-from edge.store import SqliteStore
+from edge.secret_files import SecretFileError, require_private_secrets
+from edge.store import SqliteStore, StoreError
 from edge.sync import SyncClient
 from edge.tls_files import gateway_ssl_context
 from edge.tls_files import session as session_for
@@ -33,6 +41,7 @@ from gascore.contract import ENCRYPTED, ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
 from gascore.downlink import Command
 from gascore.records import Event, Lane, Reading
+from gascore.yamldoc import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,15 @@ class Gateway:
     commands: CommandPoller | None = None
     drivers: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, DeviceConfig] = field(default_factory=dict)
+    metrics: GatewayMetrics | None = None  # with a `health:` section
+    health_server: HealthServer | None = None  # while run() serves /metrics and /healthz
+    started_ms: int = 0
+    store_failures: int = 0  # poll cycles the store failed to commit
+    store_error: str | None = None  # the last failure, until a commit succeeds again
+    control: Control | None = None  # writes and services from people (OPC-UA, cloud)
+    history: HistoryTable | None = None  # local history for OPC-UA HistoryRead
+    northbound: NorthboundServer | None = None  # the OPC-UA server (kept across config reloads)
+    owns_northbound: bool = False  # started by run() itself (no reload loop around it)
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
@@ -70,6 +88,8 @@ class Gateway:
         )
         _retire_frames_of_other_keys(store, signer)
         gw = cls(station, signer, store, lock=lock)
+        if cfg.health is not None:
+            gw.metrics = GatewayMetrics(cfg.gateway.id, gw, now_ms)
         tls = gateway_ssl_context(station.data_dir, cfg.gateway.cloud_url, station.ca_file)
         gw.sync = SyncClient(
             store=store,
@@ -85,6 +105,7 @@ class Gateway:
             payload_key=(
                 load_payload_key(station.data_dir / PAYLOAD_KEY_FILE) if cfg.sync.codec.endswith(ENCRYPTED) else None
             ),
+            on_batch=gw.metrics.on_batch if gw.metrics is not None else None,
         )
         pushed: dict[str, list[PushedDevice]] = {}
         drivers: dict[str, tuple[DriverSpec, Any]] = {}
@@ -129,6 +150,8 @@ class Gateway:
         if station.rule_engine is not None:
             interlocks = InterlockEngine(cfg.interlocks, gw.write_point, gw.emit, now_ms) if cfg.interlocks else None
             gw.local = LocalControl.open(store, station.rule_engine, interlocks, now_ms)
+        gw.control = Control(station, gw.write_point, gw.emit, now_ms)
+        gw.history = northbound_link.install_history(gw)
         gw.commands = CommandPoller(
             store=store,
             signer=gw.signer,
@@ -153,15 +176,54 @@ class Gateway:
             )
             return Outcome("done" if status == "ok" else "refused", f"{status}: {detail}")
 
-        return {"alarm.ack": alarm_ack}
+        async def point_write(command: Command) -> Outcome:
+            return await self._control_command(command, "write")
+
+        async def service_call(command: Command) -> Outcome:
+            return await self._control_command(command, "call")
+
+        return {"alarm.ack": alarm_ack, "point.write": point_write, "service.call": service_call}
+
+    async def _control_command(self, command: Command, kind: str) -> Outcome:
+        """A write or service call from the cloud: the same path as from SCADA (model checks,
+        audit events, read-back), with the signed command's author named in the audit."""
+        if self.control is None:
+            return Outcome("refused", "no control path")
+        body = command.body
+        by = f"{body.get('by', '?')} (cloud)"
+        try:
+            if kind == "write":
+                result = await self.control.write(
+                    str(body["device"]), str(body["point"]), body["value"], by=by, origin="cloud"
+                )
+            else:
+                args = body.get("args") or {}
+                if not isinstance(args, dict):
+                    return Outcome("refused", "args must be an object")
+                result = await self.control.call(str(body["device"]), str(body["service"]), args, by=by, origin="cloud")
+        except ControlRefused as err:
+            return Outcome("refused", str(err))
+        except KeyError as err:
+            return Outcome("refused", f"the command has no {err.args[0]!r}")
+        return Outcome("done" if result.status == "done" else "failed", str(result))
 
     def accept(self, readings: list[Reading], events: list[Event], observed: list[Reading] | None = None) -> None:
         """One poll cycle: through the rules, alarms and interlocks, then committed to SQLite
         (in one transaction) before anything else sees it."""
-        if self.local is not None:
-            self.local.cycle(readings, events, observed if observed is not None else readings)
-        else:
-            self.store.append(readings, events)
+        try:
+            if self.local is not None:
+                self.local.cycle(readings, events, observed if observed is not None else readings)
+            else:
+                self.store.append(readings, events)
+        except (sqlite3.Error, StoreError) as err:
+            self.store_failures += 1
+            self.store_error = f"{type(err).__name__}: {err}"
+            raise
+        if self.store_error is not None:
+            log.info("store commits succeed again")
+            self.store_error = None
+        if self.control is not None:
+            self.control.observe(observed if observed is not None else readings)
         if self.sync is not None:
             self.sync.notify()
 
@@ -181,8 +243,12 @@ class Gateway:
             await self.drivers[device.channel].write(device.unit_id, binding, raw)
 
     async def _housekeeping(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)  # rule timers, shelve expiry, read-back deadlines, CLI requests
+            ticks += 1
+            if ticks % 60 == 0:
+                northbound_link.prune_history(self)
             if self.local is not None:
                 self.local.housekeeping()
                 if self.sync is not None:
@@ -194,6 +260,7 @@ class Gateway:
         delivered stays in the store for the next start."""
         assert self.sync is not None
         stop = stop or asyncio.Event()
+        self.started_ms = now_ms()
         log.info(
             "gateway %s starting: %d channels, %d devices, store %s",
             self.station.config.gateway.id,
@@ -202,6 +269,8 @@ class Gateway:
             self.store.path,
         )
         try:
+            await self._start_health()
+            await self._start_northbound()
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=f"poll:{p.device_id}") for p in self.pollers]
                 tasks += [tg.create_task(c.run(), name=f"push:{c.channel_id}") for c in self.push_channels]
@@ -234,10 +303,54 @@ class Gateway:
                 self.store.buffered(Lane.EVENTS),
             )
         finally:
+            await self._stop_northbound()
+            if self.health_server is not None:
+                await self.health_server.stop()
+                self.health_server = None
             for ch in self.channels.values():
                 with contextlib.suppress(Exception):
                     await ch.close()
             self.close()
+
+    async def _start_northbound(self) -> None:
+        """Serve OPC-UA if configured: the server handed in by the reload loop, or one of our own."""
+        if self.station.opcua_server is None:
+            return
+        if self.northbound is None:
+            self.northbound = NorthboundServer(self.station, self.store.path)
+            self.owns_northbound = True
+            await self.northbound.start()
+        await northbound_link.attach(self, self.northbound)
+
+    async def _stop_northbound(self) -> None:
+        server = self.northbound
+        if server is None:
+            return
+        northbound_link.detach(self, server)
+        if self.owns_northbound:
+            await server.stop()
+            self.northbound = None
+
+    async def _start_health(self) -> None:
+        """Serve /metrics and /healthz if configured.  The endpoint is secondary: if it cannot
+        listen, the gateway says so once and keeps collecting."""
+        health = self.station.config.health
+        if health is None or self.metrics is None:
+            return
+        host, port = split_listen(health.listen)
+        context = HealthContext(self.station.config.gateway.id, self, self.metrics, health.max_sync_silence_s, now_ms)
+        server = HealthServer(create_app(context), host, port)
+        try:
+            await server.start()
+        except OSError as err:
+            log.error(  # noqa: TRY400 - the cause is in the message; a traceback would add nothing
+                "health.listen %s: cannot listen (%s); running without /metrics and /healthz",
+                health.listen,
+                err.strerror or err,
+            )
+            return
+        self.health_server = server
+        log.info("health endpoint on %s (/metrics, /healthz)", server.url)
 
     async def _report_status(self) -> None:
         interval = self.station.config.gateway.status_interval_s
@@ -296,10 +409,86 @@ def _retire_frames_of_other_keys(store: SqliteStore, signer: Signer) -> None:
             store.drop_pending(lane)
 
 
-async def run_until_signalled(gateway: Gateway) -> None:
-    """Run the gateway; SIGTERM/SIGINT stop it cleanly (polling stops, buffered data is flushed)."""
+async def run_until_signalled(gateway: Gateway, load: Callable[[], Station] | None = None) -> None:
+    """Run the gateway; SIGTERM/SIGINT stop it cleanly (polling stops, buffered data is flushed);
+    SIGHUP (systemd's reload) re-reads the station file with ``load``."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.run(stop)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+    await serve(gateway, stop=stop, reload=reload, load=load)
+
+
+async def serve(
+    gateway: Gateway,
+    *,
+    stop: asyncio.Event,
+    reload: asyncio.Event | None = None,
+    load: Callable[[], Station] | None = None,
+) -> None:
+    """Run ``gateway`` until ``stop``; each time ``reload`` is set, load the station again and, if
+    it is valid, restart the gateway on it in this process.  A station that does not load is
+    reported and the running gateway goes on untouched.  The OPC-UA server is not restarted: its
+    address space and users follow the new station, and SCADA sessions stay connected."""
+    reload = reload or asyncio.Event()
+    northbound: NorthboundServer | None = None
+    try:
+        while True:
+            if gateway.station.opcua_server is not None and northbound is None:
+                northbound = NorthboundServer(gateway.station, gateway.store.path)
+                await northbound.start()
+            gateway.northbound = northbound if gateway.station.opcua_server is not None else None
+            round_stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(round_stop), name="gateway")
+            new_station = await _wait_for_stop_or_valid_reload(task, stop, reload, load)
+            round_stop.set()
+            await task
+            if new_station is None:
+                return
+            old_station = gateway.station
+            try:
+                gateway = Gateway.build(new_station)
+            except Exception:
+                log.exception("reload: the gateway cannot start on the new station; going on with the old one")
+                gateway = Gateway.build(old_station)
+                continue
+            if northbound is not None:
+                if new_station.opcua_server is None:
+                    await northbound.stop()
+                    northbound = None
+                else:
+                    await northbound.apply(new_station)
+            log.info("reload: gateway restarted on %s", new_station.source)
+    finally:
+        if northbound is not None:
+            await northbound.stop()
+
+
+async def _wait_for_stop_or_valid_reload(
+    task: asyncio.Task[None], stop: asyncio.Event, reload: asyncio.Event, load: Callable[[], Station] | None
+) -> Station | None:
+    """None when the gateway should stop; a freshly loaded, valid station on a reload."""
+    while True:
+        stopping = asyncio.create_task(stop.wait())
+        reloading = asyncio.create_task(reload.wait())
+        done, pending = await asyncio.wait({stopping, reloading, task}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending - {task}:
+            waiter.cancel()
+        if task in done or stop.is_set():
+            return None
+        reload.clear()
+        if load is None:
+            continue
+        try:
+            station = await asyncio.to_thread(load)
+            require_private_secrets(station)
+        except ConfigError as err:
+            for problem in err.problems:
+                log.error("reload refused: %s", problem)  # noqa: TRY400 - the problem is the message
+            continue
+        except SecretFileError as err:
+            log.error("reload refused: %s", err)  # noqa: TRY400
+            continue
+        return station

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS pending(
     digest TEXT NOT NULL, frame BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS device_status(device TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_acks(lane TEXT PRIMARY KEY, seq INTEGER NOT NULL, acked_ms INTEGER NOT NULL);
 """
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
@@ -94,7 +95,7 @@ class Store(Protocol):
     def pending(self, lane: Lane) -> PendingBatch | None: ...
     def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]: ...
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None: ...
-    def ack(self, lane: Lane, seq: int) -> None: ...
+    def ack(self, lane: Lane, seq: int, *, now_ms: int | None = None) -> None: ...
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None: ...
 
 
@@ -111,6 +112,10 @@ class SqliteStore:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        # Extensions: ``writers`` run inside every append's transaction (local history), and
+        # ``listeners`` see what each append committed, after the commit (the OPC-UA server).
+        self.writers: list[Callable[[sqlite3.Connection, Sequence[Reading], Sequence[Event]], None]] = []
+        self.listeners: list[Callable[[Sequence[Reading], Sequence[Event]], None]] = []
         if "telemetry_rows" not in self._counters:
             (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
             self._counters["telemetry_rows"] = n
@@ -158,6 +163,11 @@ class SqliteStore:
                 if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
                     raise StoreFull(f"{self.path}: disk full even after dropping old telemetry") from again
                 raise
+        for listener in self.listeners:
+            try:
+                listener(readings, events)
+            except Exception:  # a consumer's bug must not look like a failed commit
+                log.exception("store listener %r failed", listener)
 
     def _append(
         self,
@@ -189,6 +199,8 @@ class SqliteStore:
                 )
             if events:
                 self._insert_events(events)
+            for writer in self.writers:
+                writer(db, readings, events)
             self._bump("telemetry_rows", len(readings))
             self._bump("telemetry_appended_total", len(readings))
             self._bump("events_appended_total", len(events))
@@ -340,8 +352,9 @@ class SqliteStore:
             out.append((i, [d, k, ts, lvl, json.loads(data)]))
         return out
 
-    def ack(self, lane: Lane, seq: int) -> None:
-        """The cloud has stored batch ``seq``: delete its rows and advance the lane, atomically."""
+    def ack(self, lane: Lane, seq: int, *, now_ms: int | None = None) -> None:
+        """The cloud has stored batch ``seq``: delete its rows and advance the lane, atomically.
+        With ``now_ms``, also remember when (``last_acks``: sync lag for status and metrics)."""
         pend = self.pending(lane)
         if pend is None or pend.seq != seq:
             raise StoreError(f"ack for {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
@@ -353,6 +366,10 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
                 (lane.value, seq + 1, pend.digest),
             )
+            if now_ms is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO lane_acks(lane, seq, acked_ms) VALUES (?,?,?)", (lane.value, seq, now_ms)
+                )
             if lane is Lane.TELEMETRY:
                 self._bump("telemetry_rows", -pend.count)
             self._bump(f"{lane.value}_acked_total", pend.count)
@@ -405,6 +422,26 @@ class SqliteStore:
     def buffered(self, lane: Lane) -> int:
         (n,) = self._db.execute(f"SELECT count(*) FROM {_TABLE[lane]}").fetchone()  # noqa: S608
         return int(n)
+
+    def depth(self, lane: Lane) -> int:
+        """The same number as ``buffered(lane)`` without counting rows (for metrics scraped while
+        millions of rows wait): telemetry keeps a row counter, and event ids have no gaps
+        (AUTOINCREMENT; only ``ack`` deletes events, from the front)."""
+        if lane is Lane.TELEMETRY:
+            return int(self._counters["telemetry_rows"])
+        first, last = self._db.execute("SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)").fetchone()
+        return 0 if first is None else int(last) - int(first) + 1
+
+    def oldest_unsent_ms(self, lane: Lane) -> int | None:
+        """ts_ms of the record first in line on ``lane`` (not yet acknowledged), None if empty."""
+        row = self._db.execute(f"SELECT ts_ms FROM {_TABLE[lane]} ORDER BY id LIMIT 1").fetchone()  # noqa: S608
+        return None if row is None else int(row[0])
+
+    def last_acks(self) -> dict[Lane, int]:
+        """When the cloud last acknowledged a batch of each lane (UTC epoch ms; lanes never acked
+        since this was recorded are missing)."""
+        rows = self._db.execute("SELECT lane, acked_ms FROM lane_acks").fetchall()
+        return {Lane(lane): int(ms) for lane, ms in rows}
 
     def read_all(self, lane: Lane) -> list[list[Any]]:
         """Every buffered row in wire form (diagnostics and tests)."""

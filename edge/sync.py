@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -30,6 +30,14 @@ FRAME_CONTENT_TYPE = "application/vnd.gasiot.batch"
 
 class SyncRefused(Exception):
     """The cloud refused a batch for a reason that retrying as-is will not fix soon."""
+
+
+BatchResult = Literal["acked", "rejected", "failed"]
+"""acked: stored by the cloud (or already held); rejected: the cloud answered with a refusal
+(including a rewind); failed: no usable answer (connection, timeout)."""
+
+BatchObserver = Callable[[Lane, BatchResult, float], None]
+"""Called after every upload attempt with (lane, result, seconds the attempt took): metrics."""
 
 
 @dataclass
@@ -59,7 +67,9 @@ class SyncClient:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         ssl_context: ssl.SSLContext | None = None,
         payload_key: bytes | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
+        self.on_batch = on_batch
         self.ssl_context = ssl_context
         self.payload_key = payload_key
         self.store = store
@@ -75,6 +85,11 @@ class SyncClient:
         self.stats = SyncStats()
         self.wakeup = asyncio.Event()
         self._failing = False
+
+    @property
+    def failing(self) -> bool:
+        """The last upload attempt failed (``stats.last_error`` says why)."""
+        return self._failing
 
     def notify(self) -> None:
         """Called after each append: there may be enough for a full batch."""
@@ -125,12 +140,15 @@ class SyncClient:
             batch = self.store.form_batch(lane, self.max_batch_records, self._build)
             if batch is None:
                 continue
+            started = time.monotonic()
             try:
                 await self._send(session, batch)
             except (aiohttp.ClientError, TimeoutError, SyncRefused) as err:
+                self._observe(lane, "rejected" if isinstance(err, SyncRefused) else "failed", started)
                 self._on_failure(err)
                 await asyncio.sleep(self.backoff.next_delay())
                 return False
+            self._observe(lane, "acked", started)
             if self._failing:
                 log.info("sync recovered")
                 self._failing = False
@@ -143,6 +161,10 @@ class SyncClient:
         for _ in range(max_batches):
             if not await self.sync_once(session, flush=True):
                 return
+
+    def _observe(self, lane: Lane, result: BatchResult, started: float) -> None:
+        if self.on_batch is not None:
+            self.on_batch(lane, result, time.monotonic() - started)
 
     def _on_failure(self, err: BaseException) -> None:
         self.stats.failures += 1
@@ -169,9 +191,10 @@ class SyncClient:
                 raise SyncRefused(f"unreadable ack for {batch.lane.value}/{batch.seq}: {err}") from err
             if (ack.lane, ack.seq, ack.digest) != (batch.lane, batch.seq, batch.digest):
                 raise SyncRefused(f"ack does not match batch {batch.lane.value}/{batch.seq}: {body}")
-            self.store.ack(batch.lane, batch.seq)
+            acked_ms = self.clock_ms()
+            self.store.ack(batch.lane, batch.seq, now_ms=acked_ms)
             self.stats.records_acked += batch.count
-            self.stats.last_ack_ms = self.clock_ms()
+            self.stats.last_ack_ms = acked_ms
             if ack.status == "duplicate":
                 self.stats.duplicates += 1
             if ack.ignored:

@@ -96,7 +96,9 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
         raise _fail(f"error: {err}\nhint: enroll first: gasiot edge enroll {config} --token TOKEN") from None
     except DataDirLocked as err:
         raise _fail(f"error: {err}") from None
-    _run(run_until_signalled(gateway))
+    from edge.config import load_station
+
+    _run(run_until_signalled(gateway, load=lambda: load_station(config)))
 
 
 @edge_app.command("enroll")
@@ -135,8 +137,14 @@ def edge_enroll(
 def edge_status(
     config: Path, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False
 ) -> None:
-    """Show device status (online, last good read, counters, latency) and what the store holds."""
+    """Show device status (online, last good read, counters, latency), what the store holds
+    (per lane: buffered, oldest unsent record, last ack, sync lag) and the active alarms."""
+    import time
+
+    from edge.alarms import persist
+    from edge.alarms.model import PRIORITIES
     from edge.cert_renewal import days_left
+    from edge.health import lanes_of
     from edge.runtime import STORE_FILE
     from edge.store import SqliteStore
     from gascore.records import Lane
@@ -147,12 +155,40 @@ def edge_status(
         raise _fail(f"error: no store at {db}: the gateway has not run yet")
     store = SqliteStore(db)
     try:
+        now = time.time_ns() // 1_000_000
+        lanes = lanes_of(store, exact=True)
+        standing = persist.list_alarms(store.db)  # worst priority first, then oldest
+        active = [a for a in standing if a.state.active]
         out = {
-            "buffered": {lane.value: store.buffered(lane) for lane in Lane},
+            "buffered": {lane.value: lanes[lane].depth for lane in Lane},
             "next_seq": {lane.value: store.lane_state(lane).next_seq for lane in Lane},
             "counters": store.counters(),
             "devices": {d: {"updated_ms": ts, **data} for d, (ts, data) in store.device_statuses().items()},
             "tls_certificate_days_left": days_left(station.data_dir),
+            "now_ms": now,
+            "oldest_unsent_ms": {lane.value: lanes[lane].oldest_unsent_ms for lane in Lane},
+            "oldest_unsent_age_s": {lane.value: lanes[lane].oldest_age_s(now) for lane in Lane},
+            "last_ack_ms": {lane.value: lanes[lane].last_ack_ms for lane in Lane},
+            "sync_lag_s": {lane.value: lanes[lane].lag_s(now) for lane in Lane},
+            "alarms": {
+                "active": len(active),
+                "unacked": sum(1 for a in standing if a.state.unacked),
+                "by_priority": {p: sum(1 for a in active if a.priority == p) for p in PRIORITIES[::-1]},
+                "top": [
+                    {
+                        "id": a.id,
+                        "device": a.device,
+                        "priority": a.priority,
+                        "state": a.state.value,
+                        "raised_ms": a.raised_ms,
+                        "message_zh": a.message_zh,
+                        "message_en": a.message_en,
+                        "shelved": a.shelved_until_ms is not None,
+                        "suppressed": a.suppressed,
+                    }
+                    for a in active[:5]
+                ],
+            },
         }
     finally:
         store.close()
@@ -192,12 +228,41 @@ def _print_status(gateway_id: str, out: dict) -> None:  # type: ignore[type-arg]
         )
     console = Console()
     console.print(table)
+
+    def span(seconds: float | None) -> str:
+        if seconds is None:
+            return "never acked"
+        return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}min"
+
+    lanes = Table(title="sync: what waits for the cloud")
+    for column in ("lane", "buffered", "oldest unsent", "last ack", "sync lag", "next seq"):
+        lanes.add_column(column, justify="left" if column == "lane" else "right")
+    for lane in ("events", "telemetry"):
+        lanes.add_row(
+            lane,
+            str(out["buffered"][lane]),
+            age(out["oldest_unsent_ms"][lane]),
+            age(out["last_ack_ms"][lane]),
+            span(out["sync_lag_s"][lane]),
+            str(out["next_seq"][lane]),
+        )
+    console.print(lanes)
     c = out["counters"]
     console.print(
-        f"buffered: {out['buffered']['telemetry']} telemetry, {out['buffered']['events']} events · "
-        f"appended {c.get('telemetry_appended_total', 0)} · acked {c.get('telemetry_acked_total', 0)} · "
-        f"dropped {c.get('telemetry_dropped_total', 0)} · next seq {out['next_seq']}"
+        f"telemetry appended {c.get('telemetry_appended_total', 0)} · acked {c.get('telemetry_acked_total', 0)} · "
+        f"dropped {c.get('telemetry_dropped_total', 0)}"
     )
+    alarms = out["alarms"]
+    worst = ", ".join(f"{n} {p}" for p, n in alarms["by_priority"].items() if n)
+    worst = f" ({worst})" if worst else ""
+    console.print(f"alarms: {alarms['active']} active{worst}, {alarms['unacked']} unacknowledged")
+    for a in alarms["top"]:
+        flags = " shelved" if a["shelved"] else " suppressed" if a["suppressed"] else ""
+        console.print(
+            f"  {a['priority']:<8} {a['id']}  {a['state']}{flags}  raised {age(a['raised_ms'])}  "
+            f"{a['message_zh']} / {a['message_en']}",
+            markup=False,
+        )
     days = out.get("tls_certificate_days_left")
     if days is not None:
         style = "red" if days <= 30 else "green"
@@ -513,6 +578,43 @@ def keys_list(ca_dir: Path) -> None:
 
     for rec in load_ca(ca_dir).issued():
         typer.echo(json.dumps({k: str(v) for k, v in dataclasses.asdict(rec).items()}, ensure_ascii=False))
+
+
+@keys_app.command("renew")
+def keys_renew(
+    config: Path,
+    force: Annotated[bool, typer.Option(help="Renew now, even with more than 30 days left")] = False,
+) -> None:
+    """Renew the gateway's TLS certificate over its mutual-TLS channel (the running gateway does
+    this by itself 30 days before expiry; this is for doing it now)."""
+    import datetime as dt
+
+    from edge.cert_renewal import RENEW_BEFORE, RenewalError, days_left, renew_if_due
+    from edge.tls_files import gateway_ssl_context
+    from gascore.crypto import CryptoError
+
+    station = _load_station(config)
+    left = days_left(station.data_dir)
+    if left is None:
+        raise _fail(f"error: no TLS certificate in {station.data_dir}: enroll against an https cloud first")
+    try:
+        ctx = gateway_ssl_context(station.data_dir, station.config.gateway.cloud_url, station.ca_file)
+        renewed = asyncio.run(
+            renew_if_due(
+                data_dir=station.data_dir,
+                cloud_url=station.config.gateway.cloud_url,
+                gateway_id=station.config.gateway.id,
+                ssl_context=ctx,
+                before=dt.timedelta(days=100_000) if force else RENEW_BEFORE,
+            )
+        )
+    except (RenewalError, CryptoError) as err:
+        raise _fail(f"error: {err}") from None
+    now_left = days_left(station.data_dir)
+    if renewed:
+        typer.echo(f"renewed: the certificate now expires in {now_left:.0f} days (was {left:.0f})")
+    else:
+        typer.echo(f"not due: {left:.0f} days left (renewal starts at {RENEW_BEFORE.days}); --force renews now")
 
 
 @keys_app.command("trust")

@@ -13,7 +13,7 @@ from typing import Literal
 from edge.rules.types import Priority
 from gascore.records import Event, EventLevel, Value
 
-Origin = Literal["edge", "cloud"]
+Origin = Literal["edge", "cloud", "opcua"]
 RequestKind = Literal["ack", "shelve", "unshelve"]
 REQUEST_KINDS: frozenset[str] = frozenset({"ack", "shelve", "unshelve"})
 PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high", "critical")

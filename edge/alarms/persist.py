@@ -112,7 +112,7 @@ def _alarm_row(a: Alarm) -> tuple[Any, ...]:
 def _alarm(r: tuple[Any, ...]) -> Alarm:
     (aid, device, rule, priority, zh, en, state, raised, value, acts) = r[:10]
     (acked, acked_by, origin, cleared, until, shelved_by, shelved_reason, suppressed, changed) = r[10:]
-    if priority not in PRIORITIES or origin not in (None, "edge", "cloud"):
+    if priority not in PRIORITIES or origin not in (None, "edge", "cloud", "opcua"):
         raise ValueError(f"alarm {aid!r}: stored priority {priority!r} / ack origin {origin!r} unknown")
     return Alarm(
         id=aid,

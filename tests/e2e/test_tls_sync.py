@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,15 @@ from gascore.tls import client_context, reload_crl, server_context, write_privat
 from gasiot_sim.modbus_server import RegulatorSimServer
 from support.station import station_dict, write_station
 from support.wait import eventually
+
+
+async def gasiot(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gasiot", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def test_mutual_tls_sync_and_revocation(tmp_path: Path) -> None:
@@ -88,6 +98,13 @@ async def test_mutual_tls_sync_and_revocation(tmp_path: Path) -> None:
             before=dt.timedelta(days=365),
         )
         assert serial() != before
+        # The operator's way: `gasiot keys renew` (another process, while the gateway syncs).
+        not_due = await gasiot("keys", "renew", str(station_file))
+        assert "not due" in not_due
+        renewed_once = serial()
+        forced = await gasiot("keys", "renew", str(station_file), "--force")
+        assert "renewed: the certificate now expires in" in forced
+        assert serial() != renewed_once
         acked_before = gateway.sync.stats.records_acked
         await eventually(lambda: gateway.sync.stats.records_acked > acked_before + 20, what="sync after renewal")
 

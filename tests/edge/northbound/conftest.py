@@ -1,0 +1,3 @@
+from northbound_kit import running
+
+__all__ = ["running"]
