@@ -69,6 +69,23 @@ def edge_check(config: Path) -> None:
     )
 
 
+@edge_app.command("hash-password")
+def edge_hash_password(
+    password_stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from standard input")] = False,
+) -> None:
+    """Hash an OPC-UA user's password for `opcua_server.users[].password_hash` (scrypt).
+    Asks twice on a terminal; the password itself is never stored or printed."""
+    from edge.northbound.users import hash_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise _fail("error: use at least 8 characters")
+    typer.echo(hash_password(password))
+
+
 @edge_app.command("schema")
 def edge_schema() -> None:
     """Print the JSON Schema of station files (for editor completion)."""

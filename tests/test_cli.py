@@ -159,3 +159,29 @@ def test_a_second_gateway_on_the_same_data_dir_is_refused(tmp_path: Path) -> Non
 def test_cloud_refuses_plain_http_without_the_dev_flag(tmp_path: Path) -> None:
     proc = gasiot("cloud", "serve", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--listen", "127.0.0.1:0")
     assert proc.returncode == 1 and "--insecure-dev" in proc.stderr
+
+
+def test_hash_password_makes_a_hash_the_station_accepts(tmp_path: Path) -> None:
+    from edge.northbound.config import OpcUaUserConfig
+    from edge.northbound.users import verify_password
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gasiot", "edge", "hash-password", "--stdin"],
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = result.stdout.strip()
+    assert "correct horse" not in stored and stored.startswith("scrypt$")
+    assert verify_password("correct horse battery", stored) and not verify_password("correct horse", stored)
+    assert OpcUaUserConfig(name="duty", role="operator", password_hash=stored).password_hash == stored
+    short = subprocess.run(
+        [sys.executable, "-m", "gasiot", "edge", "hash-password", "--stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode == 1 and "at least 8" in short.stderr
