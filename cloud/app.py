@@ -301,7 +301,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/gateways/{gateway_id}/commands",
         create_command,
         "operator",
-        "Queue a signed command for a gateway (alarm.ack, alarm.shelve)",
+        "Queue a signed command for a gateway (alarm.ack, alarm.shelve, point.write; service.call: admin)",
     ),
     Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "viewer", "Commands and their results"),
     Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),

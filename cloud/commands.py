@@ -30,6 +30,9 @@ def _error(status: int, error: str, detail: str) -> web.Response:
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
+ADMIN_COMMANDS = frozenset({"service.call"})
+
+
 async def create_command(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     gateway_id = request.match_info["gateway_id"]
@@ -46,6 +49,9 @@ async def create_command(request: web.Request) -> web.Response:
     except ContractError as err:
         return _error(400, "bad_request", str(err))
     created_by = request.get(PRINCIPAL, "api")
+    if body["type"] in ADMIN_COMMANDS and not created_by.startswith("admin:"):
+        # A device service (reset a slam-shut, change a pressure setpoint) is an engineer's act.
+        return _error(403, "forbidden", f"{body['type']} needs the admin role")
     cmd = repo.add_command(gateway_id, body["type"], body["body"], created_by, now_ms())
     log.info("command %d (%s) queued for gateway %s by %s", cmd.id, cmd.type, gateway_id, created_by)
     return web.json_response({"id": cmd.id, "status": "pending"}, status=201)

@@ -24,6 +24,9 @@ MAX_COMMANDS_PER_POLL = 100
 COMMAND_TYPES: dict[str, tuple[str, ...]] = {
     "alarm.ack": ("alarm_id", "by"),
     "alarm.shelve": ("alarm_id", "by", "until_ms"),
+    # Writes and services: checked again at the edge against the thing model, confirmed by read-back.
+    "point.write": ("device", "point", "value", "by"),
+    "service.call": ("device", "service", "args", "by"),
 }
 
 
