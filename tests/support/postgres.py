@@ -74,3 +74,17 @@ def running_postgres(tmp: Path) -> Iterator[Postgres]:
             timeout=120,
         )
         shutil.rmtree(data, ignore_errors=True)
+
+
+_databases = [0]
+
+
+def fresh_database(pg: Postgres) -> str:
+    """A new, empty database on ``pg`` (one per test: tests never see each other's tables)."""
+    import psycopg
+
+    _databases[0] += 1
+    name = f"t{os.getpid()}_{_databases[0]}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@127.0.0.1:{pg.port}/{name}"
