@@ -6,52 +6,66 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from cloud.appkeys import CA, CLOUD_SIGNER, INGESTOR, PRINCIPAL, REPO, REQUIRE_CLIENT_CERT, now_ms, tls_gateway
-from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
+from cloud.access import PERMISSIONS, Principal
+from cloud.appkeys import (
+    AUDIT,
+    CA,
+    CLOUD_SIGNER,
+    IDENTITY,
+    INGESTOR,
+    LIMITER,
+    PRINCIPAL,
+    REGISTRY,
+    REPO,
+    REQUIRE_CLIENT_CERT,
+    WHO,
+    now_ms,
+    tls_gateway,
+)
+from cloud.audit import DEFAULT_RULES, AuditLog
+from cloud.auth import API_KEY_PREFIX, TOKEN_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
 from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands, renew_certificate
+from cloud.http import (
+    AUTHENTICATED,
+    ENROLL,
+    GATEWAY_ID_RE,
+    PUBLIC,
+    SIGNED,
+    BadRequest,
+    Handler,
+    Route,
+    audit,
+    gateway_or_404,
+    json_body,
+    json_error,
+    required_param,
+    sees_gateway,
+    source,
+    time_range,
+)
+from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.key_wrap import PayloadKeyWrap
+from cloud.ratelimit import RateLimiter
+from cloud.registry import Registry, announced_devices
 from cloud.repository import GatewayRecord, Repository
+from cloud.routes_audit import AUDIT_ROUTES
+from cloud.routes_identity import IDENTITY_ROUTES
+from cloud.routes_registry import REGISTRY_ROUTES
+from cloud.sqldb import SqlDb, SqliteDb
 from gascore.contract import MAX_FRAME_BYTES
 from gascore.crypto import CryptoError, Signer, generate_signer, key_id_of, verifier_for
 from gascore.records import Lane
 
 log = logging.getLogger(__name__)
 
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-RANK: dict[str, int] = {"viewer": 1, "operator": 2, "admin": 3}
-GATEWAY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
-
-
-class BadRequest(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    auth: str | None  # a Role, SIGNED (the batch signature is the credential), ENROLL (a one-time token), PUBLIC
-    summary: str
-    params: tuple[str, ...] = ()
-
-
-SIGNED = "signed-batch"
-ENROLL = "enrollment-token"
-PUBLIC = None
+__all__ = ["AUTHENTICATED", "ENROLL", "PUBLIC", "ROUTES", "SIGNED", "Route", "check_routes", "create_app"]
 
 
 # ---- handlers ----------------------------------------------------------------------------
@@ -63,6 +77,9 @@ async def post_batch(request: web.Request) -> web.Response:
     except CertificateRefused as err:
         return json_error(403, "forbidden", str(err))
     data = await request.read()
+    limited = request.app[LIMITER].allow("ingest.gateway", gateway or source(request))
+    if limited:
+        return json_error(429, "rate_limited", "too many batches", retry_after_s=round(limited, 2))
     try:
         ack = request.app[INGESTOR].ingest(data, now_ms(), tls_gateway=gateway)
     except IngestRefused as err:
@@ -71,7 +88,7 @@ async def post_batch(request: web.Request) -> web.Response:
 
 
 async def create_enrollment_token(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     gateway_id = body.get("gateway_id")
     ttl_s = body.get("ttl_s", 3600)
     if not isinstance(gateway_id, str) or not GATEWAY_ID_RE.match(gateway_id):
@@ -82,11 +99,12 @@ async def create_enrollment_token(request: web.Request) -> web.Response:
     expires = now_ms() + ttl_s * 1000
     request.app[REPO].add_enrollment_token(secret_hash(token), gateway_id, expires, now_ms())
     log.info("enrollment token created for gateway %s (expires in %ds)", gateway_id, ttl_s)
+    audit(request, "gateway.enrollment_token", target=f"gateway:{gateway_id}", ttl_s=ttl_s)
     return web.json_response({"gateway_id": gateway_id, "token": token, "expires_ms": expires}, status=201)
 
 
 async def enroll(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     gateway_id, token, alg, pk_hex = (body.get(k) for k in ("gateway_id", "token", "alg", "public_key"))
     if not all(isinstance(v, str) for v in (gateway_id, token, alg, pk_hex)):
         raise BadRequest("gateway_id, token, alg and public_key (hex) are required strings")
@@ -150,12 +168,13 @@ async def enroll(request: web.Request) -> web.Response:
 async def list_gateways(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     ca = request.app.get(CA)
-    return web.json_response({"gateways": [_gateway_status(repo, g, ca) for g in repo.gateways()]})
+    visible = [g for g in repo.gateways() if sees_gateway(request, g.gateway_id)]
+    return web.json_response({"gateways": [_gateway_status(repo, g, ca) for g in visible]})
 
 
 async def gateway_status(request: web.Request) -> web.Response:
     repo = request.app[REPO]
-    gw = _gateway_or_404(request)
+    gw = gateway_or_404(request)
     return web.json_response(_gateway_status(repo, gw, request.app.get(CA)))
 
 
@@ -204,23 +223,23 @@ def _gateway_status(repo: Repository, gw: GatewayRecord, ca: CertificateAuthorit
 
 
 async def latest(request: web.Request) -> web.Response:
-    gw = _gateway_or_404(request)
+    gw = gateway_or_404(request)
     device = request.query.get("device")
     return web.json_response({"gateway_id": gw.gateway_id, "latest": request.app[REPO].latest(gw.gateway_id, device)})
 
 
 async def series(request: web.Request) -> web.Response:
-    gw = _gateway_or_404(request)
+    gw = gateway_or_404(request)
     device = request.match_info["device"]
-    point = _required(request, "point")
-    from_ms, to_ms, limit = _time_range(request)
+    point = required_param(request, "point")
+    from_ms, to_ms, limit = time_range(request)
     rows = request.app[REPO].series(gw.gateway_id, device, point, from_ms, to_ms, limit)
     return web.json_response({"gateway_id": gw.gateway_id, "device": device, "point": point, "points": rows})
 
 
 async def events(request: web.Request) -> web.Response:
-    gw = _gateway_or_404(request)
-    from_ms, to_ms, limit = _time_range(request)
+    gw = gateway_or_404(request)
+    from_ms, to_ms, limit = time_range(request)
     rows = request.app[REPO].events(gw.gateway_id, request.query.get("device"), from_ms, to_ms, limit)
     return web.json_response({"gateway_id": gw.gateway_id, "events": rows})
 
@@ -238,72 +257,23 @@ async def ingest_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[INGESTOR].stats.to_json())
 
 
-# ---- helpers -----------------------------------------------------------------------------
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as err:
-        raise BadRequest("body must be a JSON object") from err
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
-def _gateway_or_404(request: web.Request) -> GatewayRecord:
-    gw = request.app[REPO].gateway(request.match_info["gateway_id"])
-    if gw is None:
-        raise web.HTTPNotFound(text='{"error":"not_found","detail":"no such gateway"}', content_type="application/json")
-    return gw
-
-
-def _required(request: web.Request, name: str) -> str:
-    value = request.query.get(name)
-    if not value:
-        raise BadRequest(f"query parameter {name!r} is required")
-    return value
-
-
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise BadRequest(f"query parameter {name!r} must be an integer") from err
-    if not lo <= value <= hi:
-        raise BadRequest(f"query parameter {name!r} must be between {lo} and {hi}")
-    return value
-
-
-def _time_range(request: web.Request) -> tuple[int, int, int]:
-    to_ms = _int_param(request, "to", now_ms() + 1, 0, 2**53)
-    from_ms = _int_param(request, "from", to_ms - 3600_000, 0, 2**53)
-    limit = _int_param(request, "limit", 1000, 1, 100_000)
-    if from_ms > to_ms:
-        raise BadRequest("'from' must not be after 'to'")
-    return from_ms, to_ms, limit
-
-
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/batches", post_batch, SIGNED, "Ingest one signed, sequenced batch frame"),
     Route(
         "POST",
         "/v1/enrollment-tokens",
         create_enrollment_token,
-        "admin",
+        "gateway.enroll",
         "Create a one-time enrollment token for a gateway id",
     ),
     Route(
         "POST",
         "/v1/gateways/{gateway_id}/commands",
         create_command,
-        "operator",
-        "Queue a signed command for a gateway (alarm.ack, alarm.shelve, point.write; service.call: admin)",
+        "command.create",
+        "Queue a signed command for a gateway (alarm.ack, point.write; service.call needs command.service)",
     ),
-    Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "viewer", "Commands and their results"),
+    Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "command.read", "Commands and their results"),
     Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),
     Route(
         "POST",
@@ -313,19 +283,19 @@ ROUTES: tuple[Route, ...] = (
         "A gateway renews its TLS client certificate (mutual TLS identifies it)",
     ),
     Route("POST", "/v1/enroll", enroll, ENROLL, "Enroll a gateway's public key with a one-time token"),
-    Route("GET", "/v1/gateways", list_gateways, "viewer", "List gateways with sync status"),
+    Route("GET", "/v1/gateways", list_gateways, "gateway.read", "List gateways (in scope) with sync status"),
     Route(
         "GET",
         "/v1/gateways/{gateway_id}",
         gateway_status,
-        "viewer",
+        "gateway.read",
         "Gateway status: last batch, last seq per lane, lag",
     ),
     Route(
         "GET",
         "/v1/gateways/{gateway_id}/latest",
         latest,
-        "viewer",
+        "data.read",
         "Latest value per device/property",
         ("device",),
     ),
@@ -333,7 +303,7 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/gateways/{gateway_id}/devices/{device}/series",
         series,
-        "viewer",
+        "data.read",
         "Time series of one property",
         ("point", "from", "to", "limit"),
     ),
@@ -341,13 +311,22 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/gateways/{gateway_id}/events",
         events,
-        "viewer",
+        "data.read",
         "Events in a time range",
         ("device", "from", "to", "limit"),
     ),
-    Route("GET", "/v1/ingest/stats", ingest_stats, "viewer", "Ingest counters: stored, ignored, duplicates, refused"),
+    Route(
+        "GET",
+        "/v1/ingest/stats",
+        ingest_stats,
+        "platform.read",
+        "Ingest counters: stored, ignored, duplicates, refused",
+    ),
     Route("GET", "/openapi.json", openapi, PUBLIC, "This document"),
     Route("GET", "/healthz", health, PUBLIC, "Liveness"),
+    *IDENTITY_ROUTES,
+    *REGISTRY_ROUTES,
+    *AUDIT_ROUTES,
 )
 
 
@@ -377,16 +356,29 @@ async def _authorized(request: web.Request, handler: Handler) -> web.StreamRespo
     route = _route_auth().get((request.method, canonical))
     if route is None:
         return json_error(404, "not_found", f"no route {request.method} {request.path}")
-    if route.auth in RANK:
-        header = request.headers.get("Authorization", "")
-        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        role = request.app[REPO].api_key_role(secret_hash(key)) if key else None
-        if role is None:
-            return json_error(401, "unauthenticated", "send 'Authorization: Bearer <api key>'")
-        if RANK[role] < RANK[str(route.auth)]:
-            return json_error(403, "forbidden", f"role {role!r} may not {route.method} {route.path}")
-        request[PRINCIPAL] = f"{role}:{secret_hash(key)[:8]}"  # who, for the audit trail (never the key)
+    if route.auth in PERMISSIONS or route.auth == AUTHENTICATED:
+        principal = _principal(request)
+        if principal is None:
+            return json_error(401, "unauthenticated", "send 'Authorization: Bearer <session or API token>'")
+        request[WHO] = principal
+        request[PRINCIPAL] = principal.id
+        if route.auth != AUTHENTICATED and not principal.may(str(route.auth)):
+            audit(
+                request, "access.denied", target=f"{route.method} {route.path}", outcome="denied", role=principal.role
+            )
+            return json_error(403, "forbidden", f"role {principal.role!r} may not {route.method} {route.path}")
     return await handler(request)
+
+
+def _principal(request: web.Request) -> Principal | None:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not token:
+        return None
+    if token.startswith(API_KEY_PREFIX):  # the operator's bootstrap and service keys: unscoped
+        role = request.app[REPO].api_key_role(secret_hash(token))
+        return Principal(f"apikey:{role}:{secret_hash(token)[:8]}", role, frozenset({"*"})) if role else None
+    return request.app[IDENTITY].principal_for(token)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -400,11 +392,14 @@ def openapi_document() -> dict[str, Any]:
         params += [{"name": n, "in": "query", "required": n == "point", "schema": {"type": "string"}} for n in r.params]
         if params:
             op["parameters"] = params
-        if r.auth in RANK:
+        if r.auth in PERMISSIONS or r.auth == AUTHENTICATED:
             op["security"] = [{"apiKey": []}]
-            op["x-required-role"] = r.auth
+            op["x-required-permission"] = r.auth
             op["responses"].update(
-                {"401": {"description": "no or unknown API key"}, "403": {"description": "role too low"}}
+                {
+                    "401": {"description": "no, unknown or expired session or token"},
+                    "403": {"description": "the role lacks this permission"},
+                }
             )
         elif r.auth == SIGNED:
             op["requestBody"] = {"content": {"application/vnd.gasiot.batch": {}}}
@@ -426,10 +421,10 @@ def openapi_document() -> dict[str, Any]:
 
 
 def check_routes(routes: tuple[Route, ...]) -> None:
-    """Fail closed: the middleware only checks roles it knows, so a misspelt role would
+    """Fail closed: the middleware only checks permissions it knows, so a misspelt one would
     silently make a route public."""
     for r in routes:
-        if r.auth not in RANK and r.auth not in (SIGNED, ENROLL, PUBLIC):
+        if r.auth not in PERMISSIONS and r.auth not in (SIGNED, ENROLL, AUTHENTICATED, PUBLIC):
             raise ValueError(f"route {r.method} {r.path}: unknown auth {r.auth!r}")
 
 
@@ -440,14 +435,24 @@ def create_app(
     ca: CertificateAuthority | None = None,
     require_client_cert: bool = False,
     key_wrap: PayloadKeyWrap | None = None,
+    db: SqlDb | None = None,
+    kdf_log2_n: int = 14,
 ) -> web.Application:
     """``cloud_signer`` signs downlink commands (an ephemeral key when not given: tests, demo);
     ``ca`` issues gateway certificates at enrollment and checks them on every gateway request;
-    ``key_wrap`` wraps payload keys in the database (an ephemeral KEK when not given)."""
+    ``key_wrap`` wraps payload keys and TOTP seeds in the database (an ephemeral KEK when not
+    given); ``db`` holds users, registry and audit (default: an in-memory SQLite database)."""
     check_routes(ROUTES)
     app = web.Application(middlewares=[auth_and_errors], client_max_size=MAX_FRAME_BYTES)
+    key_wrap = key_wrap or PayloadKeyWrap.ephemeral()
+    db = db or SqliteDb(Path(":memory:"))
     app[REPO] = repo
     app[INGESTOR] = Ingestor(repo, key_wrap)
+    app[IDENTITY] = IdentityStore(db, now_ms, key_wrap, kdf_log2_n=kdf_log2_n)
+    app[REGISTRY] = Registry(db, now_ms)
+    app[AUDIT] = AuditLog(db, now_ms, rules=list(DEFAULT_RULES))
+    app[LIMITER] = RateLimiter()
+    app[INGESTOR].observers.append(announced_devices(app[REGISTRY]))
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca
@@ -457,6 +462,7 @@ def create_app(
 
     async def close_repo(app: web.Application) -> None:
         app[REPO].close()
+        db.close()
 
     app.on_cleanup.append(close_repo)
     return app

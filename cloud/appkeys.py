@@ -6,8 +6,13 @@ import time
 
 from aiohttp import web
 
+from cloud.access import Principal
+from cloud.audit import AuditLog
 from cloud.ca import CertificateAuthority, CertificateRefused
+from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
+from cloud.ratelimit import RateLimiter
+from cloud.registry import Registry
 from cloud.repository import Repository
 from gascore.crypto import Signer
 from gascore.tls import peer_certificate
@@ -15,7 +20,12 @@ from gascore.tls import peer_certificate
 REPO = web.AppKey("repo", Repository)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CLOUD_SIGNER = web.AppKey("cloud_signer", Signer)
-PRINCIPAL = web.RequestKey("principal", str)
+PRINCIPAL = web.RequestKey("principal", str)  # the principal's id, for logs and the audit trail
+WHO = web.RequestKey("who", Principal)  # set on every route that needs a credential
+IDENTITY = web.AppKey("identity", IdentityStore)
+REGISTRY = web.AppKey("registry", Registry)
+AUDIT = web.AppKey("audit", AuditLog)
+LIMITER = web.AppKey("limiter", RateLimiter)
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 

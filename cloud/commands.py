@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cloud.appkeys import CA, CLOUD_SIGNER, PRINCIPAL, REPO, now_ms, tls_gateway
 from cloud.ca import CertificateRefused, CsrRefused, check_csr
+from cloud.http import audit, gateway_or_404, who
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, verifier_for
 from gascore.downlink import (
@@ -30,14 +31,12 @@ def _error(status: int, error: str, detail: str) -> web.Response:
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
-ADMIN_COMMANDS = frozenset({"service.call"})
+SERVICE_COMMANDS = frozenset({"service.call"})
 
 
 async def create_command(request: web.Request) -> web.Response:
     repo = request.app[REPO]
-    gateway_id = request.match_info["gateway_id"]
-    if repo.gateway(gateway_id) is None:
-        return _error(404, "not_found", "no such gateway")
+    gateway_id = gateway_or_404(request).gateway_id
     try:
         body = await request.json()
     except ValueError:
@@ -49,16 +48,18 @@ async def create_command(request: web.Request) -> web.Response:
     except ContractError as err:
         return _error(400, "bad_request", str(err))
     created_by = request.get(PRINCIPAL, "api")
-    if body["type"] in ADMIN_COMMANDS and not created_by.startswith("admin:"):
+    if body["type"] in SERVICE_COMMANDS and not who(request).may("command.service"):
         # A device service (reset a slam-shut, change a pressure setpoint) is an engineer's act.
-        return _error(403, "forbidden", f"{body['type']} needs the admin role")
+        audit(request, "command.create", target=f"gateway:{gateway_id}", outcome="denied", type=body["type"])
+        return _error(403, "forbidden", f"{body['type']} needs the command.service permission")
     cmd = repo.add_command(gateway_id, body["type"], body["body"], created_by, now_ms())
+    audit(request, "command.create", target=f"gateway:{gateway_id}", type=cmd.type, id=cmd.id, body=body["body"])
     log.info("command %d (%s) queued for gateway %s by %s", cmd.id, cmd.type, gateway_id, created_by)
     return web.json_response({"id": cmd.id, "status": "pending"}, status=201)
 
 
 async def list_commands(request: web.Request) -> web.Response:
-    gateway_id = request.match_info["gateway_id"]
+    gateway_id = gateway_or_404(request).gateway_id
     return web.json_response({"gateway_id": gateway_id, "commands": request.app[REPO].commands(gateway_id, 200)})
 
 

@@ -14,6 +14,7 @@ re-sends them under new seqs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from gascore.contract import (
     verify_frame,
 )
 from gascore.crypto import CryptoError, verifier_for
-from gascore.records import Event, Reading
+from gascore.records import Event, Lane, Reading
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Ingestor:
     def __init__(self, repo: Repository, key_wrap: PayloadKeyWrap | None = None) -> None:
         self.repo = repo
         self.key_wrap = key_wrap or PayloadKeyWrap.ephemeral()
+        # Called with each stored events batch (gateway id, events): registry, notifications.
+        self.observers: list[Callable[[str, Sequence[Event]], None]] = []
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
 
@@ -151,6 +154,13 @@ class Ingestor:
             raise IngestRefused(409, "conflict", str(err), {"retry": True}) from err
         self.stats.stored_batches += 1
         self.stats.stored_records += len(records) - ignored
+        if h.lane is Lane.EVENTS and self.observers:
+            stored = [r for r in records if isinstance(r, Event)]
+            for observer in self.observers:
+                try:
+                    observer(h.gateway_id, stored)
+                except Exception:  # the batch is stored and acked whatever an observer does
+                    log.exception("events observer %r failed", observer)
         self.stats.ignored_records += ignored
         if ignored:
             # Expected after an edge database was restored from a backup; otherwise a sign the

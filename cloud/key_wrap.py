@@ -28,8 +28,8 @@ class KeyWrapError(Exception):
     """A wrapped key that does not unwrap (another KEK, a tampered row, a key moved between gateways)."""
 
 
-def _aad(gateway_id: str) -> bytes:
-    return b"gasiot/payload-key/v1|" + gateway_id.encode()
+def _aad(gateway_id: str, purpose: str = "payload-key") -> bytes:
+    return f"gasiot/{purpose}/v1|".encode() + gateway_id.encode()
 
 
 class PayloadKeyWrap:
@@ -75,6 +75,22 @@ class PayloadKeyWrap:
             raise KeyWrapError(
                 f"the payload key of gateway {gateway_id} does not unwrap (another KEK, or the row was altered)"
             ) from err
+
+    def seal(self, purpose: str, owner: str, secret: bytes) -> bytes:
+        """Wrap another secret kept in the database (a user's TOTP seed…), bound to its purpose
+        and owner: a sealed value copied to another row or used for another purpose does not open."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return _VERSION + nonce + sm4_gcm_encrypt(self._kek, nonce, secret, _aad(owner, purpose))
+
+    def open(self, purpose: str, owner: str, blob: bytes) -> bytes:
+        if not blob.startswith(_VERSION) or len(blob) < 1 + _NONCE_BYTES + 16:
+            raise KeyWrapError(f"the {purpose} of {owner} is not in a known sealed form")
+        try:
+            return sm4_gcm_decrypt(
+                self._kek, blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :], _aad(owner, purpose)
+            )
+        except CryptoError as err:
+            raise KeyWrapError(f"the {purpose} of {owner} does not open (another KEK, or the row was altered)") from err
 
     def rewrap_legacy(self, repo: Repository) -> int:
         """Wrap payload keys stored in the clear by earlier versions; returns how many."""

@@ -19,6 +19,7 @@ from cloud.auth import API_KEY_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, load_ca
 from cloud.key_wrap import PayloadKeyWrap
 from cloud.repository import Repository, Role, open_repository
+from cloud.sqldb import open_db
 from gascore.crypto import Signer, generate_signer, load_key_file, write_key_file
 from gascore.tls import reload_crl, server_context
 
@@ -137,7 +138,12 @@ async def serve(
     )
     key_wrap.rewrap_legacy(repo)
     app = create_app(
-        repo, load_or_create_cloud_key(key_file), ca=ca, require_client_cert=require_client_cert, key_wrap=key_wrap
+        repo,
+        load_or_create_cloud_key(key_file),
+        ca=ca,
+        require_client_cert=require_client_cert,
+        key_wrap=key_wrap,
+        db=open_db(db_url),
     )
     if ca is not None and ssl_context is not None:
         app.cleanup_ctx.append(_crl_refresher(ca, ssl_context))

@@ -464,6 +464,74 @@ def cloud_api_key(
         repo.close()
 
 
+@cloud_app.command("user-add")
+def cloud_user_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, integrator, operator, maintainer, auditor, admin")],
+    db: Annotated[str, typer.Option(help="sqlite:///PATH or postgresql://…")] = "sqlite:///data/cloud.db",
+    scopes: Annotated[str, typer.Option(help="'*' or org:<id>,station:<id>,…")] = "*",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+) -> None:
+    """Create a user directly in the database (the first administrator; later ones via the API).
+    The password policy applies; the act is written to the audit log."""
+    import getpass
+
+    from cloud.access import ScopeError
+    from cloud.appkeys import now_ms
+    from cloud.audit import DEFAULT_RULES, AuditLog
+    from cloud.identity import IdentityError, IdentityStore
+    from cloud.key_wrap import PayloadKeyWrap
+    from cloud.sqldb import open_db
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
+    database = open_db(db)
+    try:
+        IdentityStore(database, now_ms, PayloadKeyWrap.ephemeral()).create_user(
+            name, role, password, scopes=scopes, created_by=f"cli:{getpass.getuser()}"
+        )
+        AuditLog(database, now_ms, rules=list(DEFAULT_RULES)).append(
+            f"cli:{getpass.getuser()}", "user.create", target=f"user:{name}", detail={"role": role, "scopes": scopes},
+            source="cli",
+        )
+    except (IdentityError, ScopeError) as err:
+        raise _fail(f"error: {err}") from None
+    finally:
+        database.close()
+    typer.echo(f"user {name} created ({role}, scopes {scopes}); turn on two-factor login at /v1/auth/totp")
+
+
+@cloud_app.command("audit-verify")
+def cloud_audit_verify(
+    db: Annotated[str, typer.Option(help="sqlite:///PATH or postgresql://…")] = "sqlite:///data/cloud.db",
+    expect_head: Annotated[
+        str | None, typer.Option(help="SEQ:HASH written down earlier: the log must still extend it")
+    ] = None,
+) -> None:
+    """Verify the audit log's SM3 chain; exit 1 naming the first broken entry."""
+    from cloud.appkeys import now_ms
+    from cloud.audit import AuditLog
+    from cloud.sqldb import open_db
+
+    head: tuple[int, str] | None = None
+    if expect_head is not None:
+        seq, _, digest = expect_head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise _fail("error: --expect-head is SEQ:HASH (the 64 hex digits verify printed)")
+        head = (int(seq), digest)
+    database = open_db(db)
+    try:
+        result = AuditLog(database, now_ms).verify(expect_head=head)
+    finally:
+        database.close()
+    if not result.ok:
+        raise _fail(f"audit log BROKEN: {result.problem} ({result.entries} entries verified before it)")
+    typer.echo(f"audit log OK: {result.entries} entries; head {result.head_seq}:{result.head_hash}")
+
+
 # ---- simulator -------------------------------------------------------------------------------
 
 

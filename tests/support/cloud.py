@@ -23,6 +23,7 @@ class CloudHandle:
     app: web.Application
     admin_key: str
     runner: web.AppRunner
+    _tokens: int = 0
 
     @property
     def ingestor(self) -> Ingestor:
@@ -31,6 +32,16 @@ class CloudHandle:
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
 
+    def token(self, role: str, scopes: str = "*", label: str | None = None) -> str:
+        """An API token of any role (made by a root principal, as an admin would)."""
+        from cloud.access import Principal
+        from cloud.appkeys import IDENTITY
+
+        root = Principal("user:root", "admin", frozenset({"*"}))
+        self._tokens += 1
+        token, _ = self.app[IDENTITY].create_token(label or f"t{self._tokens}-{role}", role, scopes, 30, owner=root)
+        return token
+
     def rows(self, sql: str, *args: object) -> list[tuple]:
         return self.repo._db.execute(sql, args).fetchall()
 
@@ -38,7 +49,7 @@ class CloudHandle:
 async def start_cloud(db_path: Path, port: int = 0) -> CloudHandle:
     repo = SqliteRepository(db_path)
     admin_key = create_api_key(repo, "admin", "tests") if repo.count_api_keys() == 0 else ""
-    app = create_app(repo)
+    app = create_app(repo, kdf_log2_n=10)  # cheap password hashing: tests create many users
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
