@@ -179,6 +179,7 @@ class DeviceConfig(_Strict):
     poll_interval_s: float = Field(1.0, ge=0.05, le=86_400)
     max_silent_s: float = Field(60.0, gt=0, description="Report at least this often even without change")
     location: Location | None = None
+    serial: str | None = Field(None, max_length=64, description="The device's serial number (sent to the registry)")
     points: dict[str, dict[str, Any]] = Field(
         min_length=1, description="property id → binding (fields depend on the channel's driver)"
     )

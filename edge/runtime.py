@@ -40,7 +40,7 @@ from edge.tls_files import session as session_for
 from gascore.contract import ENCRYPTED, ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
 from gascore.downlink import Command
-from gascore.records import Event, Lane, Reading
+from gascore.records import Event, EventLevel, Lane, Reading
 from gascore.yamldoc import ConfigError
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,7 @@ class Gateway:
             self.store.path,
         )
         try:
+            self._announce_devices()
             await self._start_health()
             await self._start_northbound()
             async with asyncio.TaskGroup() as tg:
@@ -311,6 +312,19 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await ch.close()
             self.close()
+
+    def _announce_devices(self) -> None:
+        """Tell the cloud's registry which devices this gateway serves (A-4.1.5-reg): each start,
+        so a swapped device or a changed model reaches it."""
+        now = now_ms()
+        events = []
+        for device in self.station.config.devices:
+            model = self.station.model_of(device)
+            data: dict[str, Any] = {"model": model.id, "model_version": model.version}
+            if device.serial:
+                data["serial"] = device.serial
+            events.append(Event(device.id, "device.announce", now, EventLevel.INFO, data))
+        self.emit(events)
 
     async def _start_northbound(self) -> None:
         """Serve OPC-UA if configured: the server handed in by the reload loop, or one of our own."""

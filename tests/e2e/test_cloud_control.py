@@ -93,6 +93,15 @@ async def test_point_write_and_service_call_from_the_cloud(tmp_path: Path) -> No
                     return [(k, json.loads(d)) for k, d in rows]
 
                 await eventually(lambda: sum(k == "control.done" for k, _ in audit()) == 2, what="audit in the cloud")
+                # The gateway announced its device: the registry knows it (held: model not uploaded).
+                from cloud.appkeys import REGISTRY
+
+                (device,) = cloud.app[REGISTRY].devices(gateway_id="gw-ctl")
+                assert (device["device_id"], device["model_id"], device["lifecycle"]) == (
+                    "dev0",
+                    "regulator_box",
+                    "provisioned",
+                )
                 assert ("control.write", "调度中心 (cloud)") in [(k, d["by"]) for k, d in audit()]
                 assert ("control.call", "王工 (cloud)") in [(k, d["by"]) for k, d in audit()]
             finally:
