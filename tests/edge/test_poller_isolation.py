@@ -58,6 +58,7 @@ async def test_silent_device_does_not_stall_healthy_one(tmp_path: Path) -> None:
     events = store.read_all(Lane.EVENTS)
     telemetry = store.read_all(Lane.TELEMETRY)
     store.close()
-    assert [e[1] for e in events if e[0] == "dev1" and e[1] not in ("device.status", "device.announce")] == ["device_offline"]
+    routine = ("device.status", "device.announce")
+    assert [e[1] for e in events if e[0] == "dev1" and e[1] not in routine] == ["device_offline"]
     bad = [r for r in telemetry if r[0] == "dev1"]
     assert len(bad) == len(REGULATOR_POINTS) and all(r[4] == "bad/comm_failure" and r[3] is None for r in bad)
