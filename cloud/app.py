@@ -30,7 +30,14 @@ from cloud.appkeys import (
 from cloud.audit import DEFAULT_RULES, AuditLog
 from cloud.auth import API_KEY_PREFIX, TOKEN_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
-from cloud.commands import cloud_key_info, create_command, list_commands, poll_commands, renew_certificate
+from cloud.commands import (
+    cloud_key_info,
+    confirm_command,
+    create_command,
+    list_commands,
+    poll_commands,
+    renew_certificate,
+)
 from cloud.http import (
     AUTHENTICATED,
     ENROLL,
@@ -274,6 +281,13 @@ ROUTES: tuple[Route, ...] = (
         "Queue a signed command for a gateway (alarm.ack, point.write; service.call needs command.service)",
     ),
     Route("GET", "/v1/gateways/{gateway_id}/commands", list_commands, "command.read", "Commands and their results"),
+    Route(
+        "POST",
+        "/v1/gateways/{gateway_id}/commands/{command_id}/confirm",
+        confirm_command,
+        "command.create",
+        "Confirm a dual-control command (service.call, config.apply) as a second person",
+    ),
     Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),
     Route(
         "POST",

@@ -15,6 +15,7 @@ from cloud.http import audit, gateway_or_404, who
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, verifier_for
 from gascore.downlink import (
+    DUAL_CONTROL,
     MAX_COMMANDS_PER_POLL,
     POLL_MAX_SKEW_MS,
     PollRequest,
@@ -31,7 +32,10 @@ def _error(status: int, error: str, detail: str) -> web.Response:
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
-SERVICE_COMMANDS = frozenset({"service.call"})
+# What each command type needs beyond command.create.
+EXTRA_PERMISSION = {"service.call": "command.service", "config.apply": "config.write"}
+DEFAULT_EXPIRY_S = 600
+MAX_EXPIRY_S = 7 * 86400
 
 
 async def create_command(request: web.Request) -> web.Response:
@@ -43,19 +47,57 @@ async def create_command(request: web.Request) -> web.Response:
         return _error(400, "bad_request", "body must be a JSON object")
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not isinstance(body.get("body"), dict):
         return _error(400, "bad_request", "expected {type: str, body: object}")
+    expires_s = body.get("expires_s", DEFAULT_EXPIRY_S)
+    if not isinstance(expires_s, int) or isinstance(expires_s, bool) or not 10 <= expires_s <= MAX_EXPIRY_S:
+        return _error(400, "bad_request", f"expires_s: whole seconds from 10 to {MAX_EXPIRY_S}")
     try:
         check_command_body(body["type"], body["body"])
     except ContractError as err:
         return _error(400, "bad_request", str(err))
     created_by = request.get(PRINCIPAL, "api")
-    if body["type"] in SERVICE_COMMANDS and not who(request).may("command.service"):
+    needed = EXTRA_PERMISSION.get(body["type"])
+    if needed is not None and not who(request).may(needed):
         # A device service (reset a slam-shut, change a pressure setpoint) is an engineer's act.
         audit(request, "command.create", target=f"gateway:{gateway_id}", outcome="denied", type=body["type"])
-        return _error(403, "forbidden", f"{body['type']} needs the command.service permission")
-    cmd = repo.add_command(gateway_id, body["type"], body["body"], created_by, now_ms())
+        return _error(403, "forbidden", f"{body['type']} needs the {needed} permission")
+    dual = body["type"] in DUAL_CONTROL
+    now = now_ms()
+    cmd = repo.add_command(
+        gateway_id,
+        body["type"],
+        body["body"],
+        created_by,
+        now,
+        expires_ms=now + expires_s * 1000,
+        needs_confirmation=dual,
+    )
     audit(request, "command.create", target=f"gateway:{gateway_id}", type=cmd.type, id=cmd.id, body=body["body"])
-    log.info("command %d (%s) queued for gateway %s by %s", cmd.id, cmd.type, gateway_id, created_by)
-    return web.json_response({"id": cmd.id, "status": "pending"}, status=201)
+    status = "awaiting_confirmation" if dual else "pending"
+    log.info("command %d (%s) for gateway %s by %s: %s", cmd.id, cmd.type, gateway_id, created_by, status)
+    return web.json_response({"id": cmd.id, "status": status, "expires_ms": cmd.expires_ms}, status=201)
+
+
+async def confirm_command(request: web.Request) -> web.Response:
+    """The second person of a dual-control command (not its author, with the same permissions)."""
+    repo = request.app[REPO]
+    gateway_id = gateway_or_404(request).gateway_id
+    try:
+        command_id = int(request.match_info["command_id"])
+    except ValueError:
+        return _error(404, "not_found", "no such command")
+    pending = next((c for c in repo.commands(gateway_id, 1000) if c["id"] == command_id), None)
+    if pending is None:
+        return _error(404, "not_found", "no such command")
+    needed = EXTRA_PERMISSION.get(pending["type"])
+    if needed is not None and not who(request).may(needed):
+        audit(request, "command.confirm", target=f"gateway:{gateway_id}", outcome="denied", id=command_id)
+        return _error(403, "forbidden", f"confirming {pending['type']} needs the {needed} permission")
+    refusal = repo.confirm_command(gateway_id, command_id, request.get(PRINCIPAL, "api"), now_ms())
+    if refusal is not None:
+        audit(request, "command.confirm", target=f"gateway:{gateway_id}", outcome="denied", id=command_id, why=refusal)
+        return _error(409, "not_confirmed", refusal)
+    audit(request, "command.confirm", target=f"gateway:{gateway_id}", id=command_id, type=pending["type"])
+    return web.json_response({"id": command_id, "status": "pending"})
 
 
 async def list_commands(request: web.Request) -> web.Response:

@@ -1,10 +1,12 @@
 """Storage behind the cloud API.  ``Repository`` is the interface; ``SqliteRepository`` the
-embedded default (D-5.3.2); a PostgreSQL backend implements the same Protocol later."""
+embedded default (D-5.3.2); ``PostgresRepository`` (cloud/repository_pg.py) the same Protocol on
+PostgreSQL, for several cloud processes on one database."""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,9 +80,28 @@ class Repository(Protocol):
     ) -> list[dict[str, Any]]: ...
     def counts(self, gateway_id: str) -> dict[str, int]: ...
     def add_command(
-        self, gateway_id: str, type_: str, body: dict[str, Any], created_by: str, now_ms: int
-    ) -> Command: ...
-    def commands_after(self, gateway_id: str, after: int, limit: int, now_ms: int) -> list[Command]: ...
+        self,
+        gateway_id: str,
+        type_: str,
+        body: dict[str, Any],
+        created_by: str,
+        now_ms: int,
+        *,
+        expires_ms: int,
+        needs_confirmation: bool = False,
+    ) -> Command:
+        """Queue a command (``awaiting_confirmation`` when a second person must confirm it)."""
+        ...
+
+    def confirm_command(self, gateway_id: str, command_id: int, by: str, now_ms: int) -> str | None:
+        """Release a command awaiting confirmation; returns why not (None: confirmed).  The
+        confirmer must not be its author."""
+        ...
+
+    def commands_after(self, gateway_id: str, after: int, limit: int, now_ms: int) -> list[Command]:
+        """Pending or delivered, unexpired commands after ``after``; marks them delivered."""
+        ...
+
     def commands(self, gateway_id: str, limit: int) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
@@ -152,6 +173,14 @@ class SqliteRepository:
             " type TEXT NOT NULL, body TEXT NOT NULL, created_ms INTEGER NOT NULL, created_by TEXT NOT NULL,"
             " status TEXT NOT NULL DEFAULT 'pending', delivered_ms INTEGER, done_ms INTEGER, result TEXT)"
         )
+        command_columns = {r[1] for r in self._db.execute("PRAGMA table_info(commands)")}
+        for column, ddl in (
+            ("expires_ms", "INTEGER NOT NULL DEFAULT 0"),
+            ("nonce", "TEXT NOT NULL DEFAULT ''"),
+            ("confirmed_by", "TEXT"),
+        ):
+            if column not in command_columns:  # databases from before expiry and dual control
+                self._db.execute(f"ALTER TABLE commands ADD COLUMN {column} {ddl}")
         # Raw DDL: `value` must have no type affinity so floats, ints and bools keep their type.
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS readings(gateway_id TEXT NOT NULL, device TEXT NOT NULL,
@@ -334,33 +363,77 @@ class SqliteRepository:
 
     # ---- commands (downlink) ------------------------------------------------------------
 
-    def add_command(self, gateway_id: str, type_: str, body: dict[str, Any], created_by: str, now_ms: int) -> Command:
+    def add_command(
+        self,
+        gateway_id: str,
+        type_: str,
+        body: dict[str, Any],
+        created_by: str,
+        now_ms: int,
+        *,
+        expires_ms: int,
+        needs_confirmation: bool = False,
+    ) -> Command:
+        nonce = secrets.token_hex(16)
+        status = "awaiting_confirmation" if needs_confirmation else "pending"
         cur = self._db.execute(
-            "INSERT INTO commands(gateway_id, type, body, created_ms, created_by) VALUES (?,?,?,?,?)",
-            (gateway_id, type_, canonical_json(body).decode(), now_ms, created_by),
+            "INSERT INTO commands(gateway_id, type, body, created_ms, created_by, status, expires_ms, nonce)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (gateway_id, type_, canonical_json(body).decode(), now_ms, created_by, status, expires_ms, nonce),
         )
         assert cur.lastrowid is not None
-        return Command(cur.lastrowid, gateway_id, type_, body, now_ms, created_by)
+        return Command(cur.lastrowid, gateway_id, type_, body, now_ms, created_by, expires_ms, nonce)
+
+    def confirm_command(self, gateway_id: str, command_id: int, by: str, now_ms: int) -> str | None:
+        row = self._db.execute(
+            "SELECT status, created_by, expires_ms FROM commands WHERE gateway_id=? AND id=?", (gateway_id, command_id)
+        ).fetchone()
+        if row is None:
+            return "no such command"
+        status, author, expires = row
+        if status != "awaiting_confirmation":
+            return f"the command is {status}, not awaiting confirmation"
+        if author == by:
+            return "the author of a command cannot confirm it: a second person must"
+        if expires <= now_ms:
+            return "the command has expired"
+        self._db.execute(
+            "UPDATE commands SET status='pending', confirmed_by=? WHERE id=? AND status='awaiting_confirmation'",
+            (by, command_id),
+        )
+        return None
 
     def commands_after(self, gateway_id: str, after: int, limit: int, now_ms: int) -> list[Command]:
         rows = self._db.execute(
-            "SELECT id, type, body, created_ms, created_by FROM commands WHERE gateway_id=? AND id>?"
-            " AND status IN ('pending', 'delivered') ORDER BY id LIMIT ?",
-            (gateway_id, after, limit),
+            "SELECT id, type, body, created_ms, created_by, expires_ms, nonce FROM commands WHERE gateway_id=? AND id>?"
+            " AND status IN ('pending', 'delivered') AND expires_ms > ? ORDER BY id LIMIT ?",
+            (gateway_id, after, now_ms, limit),
         ).fetchall()
         self._db.executemany(
             "UPDATE commands SET status='delivered', delivered_ms=? WHERE id=? AND status='pending'",
             [(now_ms, r[0]) for r in rows],
         )
-        return [Command(r[0], gateway_id, r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+        return [Command(r[0], gateway_id, r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def commands(self, gateway_id: str, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT id, type, body, created_ms, created_by, status, delivered_ms, done_ms, result FROM commands"
-            " WHERE gateway_id=? ORDER BY id DESC LIMIT ?",
+            "SELECT id, type, body, created_ms, created_by, status, delivered_ms, done_ms, result, expires_ms,"
+            " confirmed_by FROM commands WHERE gateway_id=? ORDER BY id DESC LIMIT ?",
             (gateway_id, limit),
         ).fetchall()
-        keys = ("id", "type", "body", "created_ms", "created_by", "status", "delivered_ms", "done_ms", "result")
+        keys = (
+            "id",
+            "type",
+            "body",
+            "created_ms",
+            "created_by",
+            "status",
+            "delivered_ms",
+            "done_ms",
+            "result",
+            "expires_ms",
+            "confirmed_by",
+        )
         out = []
         for r in rows:
             item = dict(zip(keys, r, strict=True))
@@ -424,7 +497,11 @@ def _newest_ts(previous: int | None, records: Sequence[Reading] | Sequence[Event
 
 
 def open_repository(url: str) -> Repository:
-    """``sqlite:///path/to/file.db`` (PostgreSQL URLs arrive with the PostgreSQL backend)."""
+    """``sqlite:///path/to/file.db`` or ``postgresql://user@host:port/db`` (cloud/repository_pg.py)."""
     if url.startswith("sqlite:///"):
         return SqliteRepository(Path(url.removeprefix("sqlite:///")))
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH")
+    if url.startswith(("postgresql://", "postgres://")):
+        from cloud.repository_pg import PostgresRepository  # imports this module: import it late
+
+        return PostgresRepository(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")

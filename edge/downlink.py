@@ -117,7 +117,10 @@ class CommandPoller:
 
     async def _execute(self, command: Command) -> None:
         handler = self.handlers.get(command.type)
-        if handler is None:
+        late_ms = time.time_ns() // 1_000_000 - command.expires_ms
+        if late_ms > 0:  # a command held back (or replayed) past its expiry is not carried out
+            outcome = Outcome("refused", f"expired {late_ms / 1000:.0f} s ago")
+        elif handler is None:
             outcome = Outcome("refused", f"this gateway does not handle {command.type!r}")
         else:
             try:

@@ -38,6 +38,8 @@ class Command:
     body: dict[str, Any]
     created_ms: int
     created_by: str
+    expires_ms: int  # the gateway refuses the command after this (a delayed command is a stale one)
+    nonce: str  # random per command: two commands with the same content never sign the same bytes
 
     def canonical(self) -> bytes:
         return canonical_json(asdict(self))
@@ -45,13 +47,27 @@ class Command:
     @classmethod
     def from_json(cls, raw: Any) -> Command:
         try:
-            cmd = cls(int(raw["id"]), str(raw["gateway_id"]), str(raw["type"]), dict(raw["body"]),
-                      int(raw["created_ms"]), str(raw["created_by"]))
+            cmd = cls(
+                int(raw["id"]),
+                str(raw["gateway_id"]),
+                str(raw["type"]),
+                dict(raw["body"]),
+                int(raw["created_ms"]),
+                str(raw["created_by"]),
+                int(raw["expires_ms"]),
+                str(raw["nonce"]),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise ContractError(f"command: malformed ({err})") from err
-        if set(raw) != {"id", "gateway_id", "type", "body", "created_ms", "created_by"}:
+        if set(raw) != _FIELDS:
             raise ContractError("command: unexpected fields")
         return cmd
+
+
+_FIELDS = frozenset({"id", "gateway_id", "type", "body", "created_ms", "created_by", "expires_ms", "nonce"})
+
+# Acts that need a second person's confirmation before the gateway may fetch them.
+DUAL_CONTROL: frozenset[str] = frozenset({"service.call", "config.apply"})
 
 
 def check_command_body(type_: str, body: dict[str, Any]) -> None:

@@ -68,7 +68,9 @@ async def test_point_write_and_service_call_from_the_cloud(tmp_path: Path) -> No
                 # Out of the model's range: refused at the edge, nothing written.
                 bad = {"type": "point.write", "body": {"device": "dev0", "point": "setpoint", "value": 42, "by": "x"}}
                 assert await post(cloud, bad) == 201
-                await eventually(lambda: len(results()) == 2 and results()[1][0] != "pending", what="refusal")
+                await eventually(
+                    lambda: len(results()) == 2 and results()[1][0] not in ("pending", "delivered"), what="refusal"
+                )
                 assert results()[1][0] == "refused" and "outside 1" in results()[1][1]
                 assert sim.snapshot()["setpoint"] == pytest.approx(3.3, abs=0.01)
 
@@ -85,6 +87,17 @@ async def test_point_write_and_service_call_from_the_cloud(tmp_path: Path) -> No
                 operator_key = create_api_key(cloud.repo, "operator", "duty desk")
                 assert await post(cloud, call, operator_key) == 403
                 assert await post(cloud, call) == 201
+                # Dual control: held until a second person confirms; its author cannot.
+                (command_id,) = cloud.rows("SELECT id FROM commands WHERE type = 'service.call'")[0]
+                confirm = f"{cloud.url}/v1/gateways/gw-ctl/commands/{command_id}/confirm"
+                async with aiohttp.ClientSession() as http:
+                    async with http.post(confirm, headers=cloud.auth()) as r:
+                        assert r.status == 409 and "second person" in (await r.json())["detail"]
+                    assert results()[2][0] == "awaiting_confirmation"
+                    async with http.post(confirm, headers=cloud.auth(operator_key)) as r:
+                        assert r.status == 403  # the second person needs the same permission
+                    async with http.post(confirm, headers=cloud.auth(cloud.token("admin"))) as r:
+                        assert r.status == 200, await r.text()
                 await eventually(lambda: len(results()) == 3 and results()[2][0] == "done", what="service done")
                 assert sim.snapshot()["setpoint"] == pytest.approx(2.2, abs=0.01)
 

@@ -17,6 +17,7 @@ from edge.store import SqliteStore
 from edge.sync import SyncClient
 from gascore.crypto import generate_signer, load_key_file
 from gascore.downlink import Command, PollRequest, signed_command
+from gascore.records import Lane
 from support.cloud import CloudHandle, running_cloud
 from support.gateway import enrolled_station
 from support.http import serve_batches
@@ -96,7 +97,7 @@ async def test_tampered_or_forged_commands_are_refused(tmp_path: Path) -> None:
             ):
                 reply = await r.json()
             reply["commands"][0]["command"]["body"]["by"] = "attacker"  # altered on the way
-            cmd = Command(999, "gw-dl2", "alarm.ack", {"alarm_id": "x", "by": "evil"}, 1, "evil")
+            cmd = Command(999, "gw-dl2", "alarm.ack", {"alarm_id": "x", "by": "evil"}, 1, "evil", 2**50, "n")
             reply["commands"].append(signed_command(cmd, generate_signer()))  # signed, but not by the cloud
             return aiohttp.web.json_response(reply)
 
@@ -155,3 +156,40 @@ async def test_commands_are_validated_when_queued(tmp_path: Path, body: dict[str
             ) as r,
         ):
             assert r.status == 400 and "missing" in json.dumps(await r.json())
+
+
+async def test_an_expired_command_is_refused_even_with_a_valid_signature(tmp_path: Path) -> None:
+    from cloud.appkeys import CLOUD_SIGNER
+
+    async with running_cloud(tmp_path / "cloud.db") as cloud:
+        data = station_dict(cloud_url=cloud.url, data_dir=tmp_path / "edge", ports=[9], gateway_id="gw-dl4")
+        station = await enrolled_station(cloud, tmp_path / "station.yaml", data)
+        store = SqliteStore(station.data_dir / "gateway.db")
+        executed: list[Command] = []
+
+        async def ack(command: Command) -> Outcome:
+            executed.append(command)
+            return Outcome("done")
+
+        async def held_back(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            # A command the cloud really signed, delivered after its expiry (held by a middlebox).
+            stale = Command(5, "gw-dl4", "alarm.ack", {"alarm_id": "x", "by": "op"}, 1, "op", 1_000, "nonce-5")
+            return aiohttp.web.json_response({"commands": [signed_command(stale, cloud.app[CLOUD_SIGNER])]})
+
+        runner, proxy_url = await serve_batches(held_back, "/v1/commands/poll")
+        async with aiohttp.ClientSession() as http:
+            poller = CommandPoller(
+                store=store,
+                signer=load_key_file(station.key_file),
+                cloud_key=load_cloud_verifier(station.data_dir / CLOUD_KEY_FILE),
+                gateway_id="gw-dl4",
+                cloud_url=proxy_url,
+                handlers={"alarm.ack": ack},
+                emit=lambda e: None,
+            )
+            assert await poller.poll_once(http) == 1
+        await runner.cleanup()
+        results = [e[4] for e in store.read_all(Lane.EVENTS) if e[1] == "command.result"]
+        store.close()
+        assert executed == []
+        assert results[0]["status"] == "refused" and "expired" in results[0]["detail"]
