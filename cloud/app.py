@@ -16,6 +16,7 @@ from cloud.appkeys import (
     AUDIT,
     CA,
     CLOUD_SIGNER,
+    CONFIGS,
     IDENTITY,
     INGESTOR,
     LIMITER,
@@ -38,6 +39,7 @@ from cloud.commands import (
     poll_commands,
     renew_certificate,
 )
+from cloud.configs import ConfigStore
 from cloud.http import (
     AUTHENTICATED,
     ENROLL,
@@ -63,6 +65,7 @@ from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry, announced_devices
 from cloud.repository import GatewayRecord, Repository
 from cloud.routes_audit import AUDIT_ROUTES
+from cloud.routes_config import CONFIG_ROUTES
 from cloud.routes_identity import IDENTITY_ROUTES
 from cloud.routes_registry import REGISTRY_ROUTES
 from cloud.sqldb import SqlDb, SqliteDb
@@ -341,6 +344,7 @@ ROUTES: tuple[Route, ...] = (
     *IDENTITY_ROUTES,
     *REGISTRY_ROUTES,
     *AUDIT_ROUTES,
+    *CONFIG_ROUTES,
 )
 
 
@@ -466,7 +470,8 @@ def create_app(
     app[REGISTRY] = Registry(db, now_ms)
     app[AUDIT] = AuditLog(db, now_ms, rules=list(DEFAULT_RULES))
     app[LIMITER] = RateLimiter()
-    app[INGESTOR].observers.append(announced_devices(app[REGISTRY]))
+    app[CONFIGS] = ConfigStore(db, now_ms)
+    app[INGESTOR].observers += [announced_devices(app[REGISTRY]), app[CONFIGS].observer()]
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca

@@ -9,6 +9,7 @@ from aiohttp import web
 from cloud.access import Principal
 from cloud.audit import AuditLog
 from cloud.ca import CertificateAuthority, CertificateRefused
+from cloud.configs import ConfigStore
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
 from cloud.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ IDENTITY = web.AppKey("identity", IdentityStore)
 REGISTRY = web.AppKey("registry", Registry)
 AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", RateLimiter)
+CONFIGS = web.AppKey("configs", ConfigStore)
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 

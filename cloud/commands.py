@@ -39,7 +39,6 @@ MAX_EXPIRY_S = 7 * 86400
 
 
 async def create_command(request: web.Request) -> web.Response:
-    repo = request.app[REPO]
     gateway_id = gateway_or_404(request).gateway_id
     try:
         body = await request.json()
@@ -54,24 +53,26 @@ async def create_command(request: web.Request) -> web.Response:
         check_command_body(body["type"], body["body"])
     except ContractError as err:
         return _error(400, "bad_request", str(err))
-    created_by = request.get(PRINCIPAL, "api")
     needed = EXTRA_PERMISSION.get(body["type"])
     if needed is not None and not who(request).may(needed):
         # A device service (reset a slam-shut, change a pressure setpoint) is an engineer's act.
         audit(request, "command.create", target=f"gateway:{gateway_id}", outcome="denied", type=body["type"])
         return _error(403, "forbidden", f"{body['type']} needs the {needed} permission")
-    dual = body["type"] in DUAL_CONTROL
+    return queue_command(request, gateway_id, body["type"], body["body"], expires_s)
+
+
+def queue_command(
+    request: web.Request, gateway_id: str, type_: str, body: dict[str, Any], expires_s: int, **audit_detail: Any
+) -> web.Response:
+    """Queue a checked command (dual-control types wait for a second person) and audit it."""
+    created_by = request.get(PRINCIPAL, "api")
+    dual = type_ in DUAL_CONTROL
     now = now_ms()
-    cmd = repo.add_command(
-        gateway_id,
-        body["type"],
-        body["body"],
-        created_by,
-        now,
-        expires_ms=now + expires_s * 1000,
-        needs_confirmation=dual,
+    cmd = request.app[REPO].add_command(
+        gateway_id, type_, body, created_by, now, expires_ms=now + expires_s * 1000, needs_confirmation=dual
     )
-    audit(request, "command.create", target=f"gateway:{gateway_id}", type=cmd.type, id=cmd.id, body=body["body"])
+    detail = audit_detail or {"body": body}
+    audit(request, "command.create", target=f"gateway:{gateway_id}", type=cmd.type, id=cmd.id, **detail)
     status = "awaiting_confirmation" if dual else "pending"
     log.info("command %d (%s) for gateway %s by %s: %s", cmd.id, cmd.type, gateway_id, created_by, status)
     return web.json_response({"id": cmd.id, "status": status, "expires_ms": cmd.expires_ms}, status=201)

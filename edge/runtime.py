@@ -15,6 +15,7 @@ from typing import Any
 from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
+from edge import config_apply
 from edge.cert_renewal import keep_renewed
 from edge.config import DeviceConfig, Station, split_listen
 from edge.control import Control, ControlRefused
@@ -72,6 +73,7 @@ class Gateway:
     history: HistoryTable | None = None  # local history for OPC-UA HistoryRead
     northbound: NorthboundServer | None = None  # the OPC-UA server (kept across config reloads)
     owns_northbound: bool = False  # started by run() itself (no reload loop around it)
+    request_reload: Callable[[], None] | None = None  # set by serve(): reload the station file
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
@@ -182,7 +184,30 @@ class Gateway:
         async def service_call(command: Command) -> Outcome:
             return await self._control_command(command, "call")
 
-        return {"alarm.ack": alarm_ack, "point.write": point_write, "service.call": service_call}
+        async def config_apply(command: Command) -> Outcome:
+            return self._apply_config(command)
+
+        return {
+            "alarm.ack": alarm_ack,
+            "point.write": point_write,
+            "service.call": service_call,
+            "config.apply": config_apply,
+        }
+
+    def _apply_config(self, command: Command) -> Outcome:
+        body = command.body
+        version, sha256, text = body.get("version"), body.get("sha256"), body.get("yaml")
+        if not isinstance(version, int) or not isinstance(sha256, str) or not isinstance(text, str):
+            return Outcome("refused", "config.apply needs version (int), sha256 and yaml (text)")
+        if self.request_reload is None:
+            return Outcome("refused", "this gateway runs without in-process reload (start it with `gasiot edge run`)")
+        try:
+            config_apply.stage(self.station, version, sha256, text)
+        except config_apply.ConfigRejected as err:
+            self.emit([_config_event("config.rejected", EventLevel.WARNING, version, reason=str(err))])
+            return Outcome("refused", f"v{version}: {err}")
+        self.request_reload()
+        return Outcome("done", f"v{version} staged; the gateway reloads on it")
 
     async def _control_command(self, command: Command, kind: str) -> Outcome:
         """A write or service call from the cloud: the same path as from SCADA (model checks,
@@ -389,6 +414,10 @@ class Gateway:
                 await self.sync.drain(session)
 
 
+def _config_event(kind: str, level: EventLevel, version: Any, **data: Any) -> Event:
+    return Event("_gateway", kind, now_ms(), level, {"version": version, **data})
+
+
 def to_raw(binding: Any, value: Any) -> Any:
     """Engineering units → what the driver writes: the inverse of scale/offset; whole numbers for
     integer registers."""
@@ -454,6 +483,10 @@ async def serve(
                 northbound = NorthboundServer(gateway.station, gateway.store.path)
                 await northbound.start()
             gateway.northbound = northbound if gateway.station.opcua_server is not None else None
+            gateway.request_reload = reload.set
+            applied = config_apply.mark_applied(gateway.station)
+            if applied is not None:
+                gateway.emit([_config_event("config.applied", EventLevel.INFO, applied["version"])])
             round_stop = asyncio.Event()
             task = asyncio.create_task(gateway.run(round_stop), name="gateway")
             new_station = await _wait_for_stop_or_valid_reload(task, stop, reload, load)
@@ -464,9 +497,14 @@ async def serve(
             old_station = gateway.station
             try:
                 gateway = Gateway.build(new_station)
-            except Exception:
+            except Exception as err:
                 log.exception("reload: the gateway cannot start on the new station; going on with the old one")
+                staged = config_apply.roll_back(new_station)
                 gateway = Gateway.build(old_station)
+                if staged is not None:
+                    gateway.emit(
+                        [_config_event("config.rolled_back", EventLevel.MAJOR, staged["version"], reason=str(err))]
+                    )
                 continue
             if northbound is not None:
                 if new_station.opcua_server is None:

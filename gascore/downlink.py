@@ -27,6 +27,8 @@ COMMAND_TYPES: dict[str, tuple[str, ...]] = {
     # Writes and services: checked again at the edge against the thing model, confirmed by read-back.
     "point.write": ("device", "point", "value", "by"),
     "service.call": ("device", "service", "args", "by"),
+    # A whole station file, validated and applied by the gateway (rolled back if it cannot start).
+    "config.apply": ("version", "sha256", "yaml"),
 }
 
 
