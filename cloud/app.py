@@ -17,6 +17,7 @@ from cloud.appkeys import (
     CA,
     CLOUD_SIGNER,
     CONFIGS,
+    FIRMWARE,
     IDENTITY,
     INGESTOR,
     LIMITER,
@@ -40,6 +41,8 @@ from cloud.commands import (
     renew_certificate,
 )
 from cloud.configs import ConfigStore
+from cloud.firmware import FIRMWARE_ROUTES
+from cloud.firmware_store import FirmwareStore
 from cloud.http import (
     AUTHENTICATED,
     ENROLL,
@@ -345,6 +348,7 @@ ROUTES: tuple[Route, ...] = (
     *REGISTRY_ROUTES,
     *AUDIT_ROUTES,
     *CONFIG_ROUTES,
+    *FIRMWARE_ROUTES,
 )
 
 
@@ -471,7 +475,8 @@ def create_app(
     app[AUDIT] = AuditLog(db, now_ms, rules=list(DEFAULT_RULES))
     app[LIMITER] = RateLimiter()
     app[CONFIGS] = ConfigStore(db, now_ms)
-    app[INGESTOR].observers += [announced_devices(app[REGISTRY]), app[CONFIGS].observer()]
+    app[FIRMWARE] = FirmwareStore(db, now_ms)
+    app[INGESTOR].observers += [announced_devices(app[REGISTRY]), app[CONFIGS].observer(), app[FIRMWARE].observer()]
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca

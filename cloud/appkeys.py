@@ -10,6 +10,7 @@ from cloud.access import Principal
 from cloud.audit import AuditLog
 from cloud.ca import CertificateAuthority, CertificateRefused
 from cloud.configs import ConfigStore
+from cloud.firmware_store import FirmwareStore
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
 from cloud.ratelimit import RateLimiter
@@ -28,6 +29,7 @@ REGISTRY = web.AppKey("registry", Registry)
 AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", RateLimiter)
 CONFIGS = web.AppKey("configs", ConfigStore)
+FIRMWARE = web.AppKey("firmware", FirmwareStore)
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 

@@ -33,7 +33,11 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 
 # What each command type needs beyond command.create.
-EXTRA_PERMISSION = {"service.call": "command.service", "config.apply": "config.write"}
+EXTRA_PERMISSION = {
+    "service.call": "command.service",
+    "config.apply": "config.write",
+    "firmware.apply": "firmware.write",
+}
 DEFAULT_EXPIRY_S = 600
 MAX_EXPIRY_S = 7 * 86400
 
@@ -115,25 +119,37 @@ async def poll_commands(request: web.Request) -> web.Response:
         poll = PollRequest.parse(data)
     except ContractError as err:
         return _error(400, "malformed", str(err))
+    refusal = authenticate_gateway(request, poll.gateway_id, poll.canonical(), poll.ts_ms, signature)
+    if refusal is not None:
+        return refusal
+    commands = repo.commands_after(poll.gateway_id, poll.after, MAX_COMMANDS_PER_POLL, now_ms())
+    signer = request.app[CLOUD_SIGNER]
+    return web.json_response({"commands": [signed_command(c, signer) for c in commands]})
+
+
+def authenticate_gateway(
+    request: web.Request, gateway_id: str, canonical: bytes, ts_ms: int, signature: str
+) -> web.Response | None:
+    """A gateway's signed request (poll, firmware fetch): its certificate (when mutual TLS is on)
+    names it, its enrolled key verifies the signature, it is active, and the request is fresh.
+    Returns the refusal, or None."""
     try:
         cert_gateway = tls_gateway(request)
     except CertificateRefused as err:
         return _error(403, "forbidden", str(err))
-    if cert_gateway is not None and cert_gateway != poll.gateway_id:
+    if cert_gateway is not None and cert_gateway != gateway_id:
         return _error(403, "forbidden", "the client certificate belongs to another gateway")
-    gw = repo.gateway(poll.gateway_id)
+    gw = request.app[REPO].gateway(gateway_id)
     if gw is None or gw.status != "active" or not _HEX.match(signature):
         return _error(401, "unauthenticated", "signature or gateway not recognised")
     try:
-        verifier_for(gw.alg, gw.public_key).verify(poll.canonical(), bytes.fromhex(signature))  # type: ignore[arg-type]
+        verifier_for(gw.alg, gw.public_key).verify(canonical, bytes.fromhex(signature))  # type: ignore[arg-type]
     except CryptoError:
-        log.warning("command poll with a bad signature for gateway %s", poll.gateway_id)
+        log.warning("signed request with a bad signature for gateway %s", gateway_id)
         return _error(401, "unauthenticated", "signature or gateway not recognised")
-    if abs(now_ms() - poll.ts_ms) > POLL_MAX_SKEW_MS:
-        return _error(401, "stale", "poll timestamp too far from the cloud's clock (replay or clock drift)")
-    commands = repo.commands_after(poll.gateway_id, poll.after, MAX_COMMANDS_PER_POLL, now_ms())
-    signer = request.app[CLOUD_SIGNER]
-    return web.json_response({"commands": [signed_command(c, signer) for c in commands]})
+    if abs(now_ms() - ts_ms) > POLL_MAX_SKEW_MS:
+        return _error(401, "stale", "timestamp too far from the cloud's clock (replay or clock drift)")
+    return None
 
 
 def cloud_key_info(app: web.Application) -> dict[str, Any]:

@@ -6,25 +6,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from drivers.backoff import Backoff
 from drivers.base import Subscription
 from drivers.registry import DriverSpec, spec_for
-from edge import config_apply
+from edge import config_apply, upgrade
 from edge.cert_renewal import keep_renewed
 from edge.config import DeviceConfig, Station, split_listen
 from edge.control import Control, ControlRefused
 from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
-from edge.downlink import CommandPoller, Handler, Outcome
+from edge.downlink import SIGNATURE_HEADER, CommandPoller, Handler, Outcome
 from edge.enroll import CLOUD_KEY_FILE, PAYLOAD_KEY_FILE, load_cloud_verifier, load_payload_key
 from edge.health_http import HealthContext, HealthServer, create_app
 from edge.interlocks.engine import InterlockEngine
+from edge.launcher import ROOT_ENV
 from edge.local_control import LocalControl
 from edge.metrics import GatewayMetrics
 from edge.northbound import link as northbound_link
@@ -40,7 +45,7 @@ from edge.tls_files import gateway_ssl_context
 from edge.tls_files import session as session_for
 from gascore.contract import ENCRYPTED, ContractError, parse_frame
 from gascore.crypto import Signer, load_key_file
-from gascore.downlink import Command
+from gascore.downlink import Command, FirmwareRequest
 from gascore.records import Event, EventLevel, Lane, Reading
 from gascore.yamldoc import ConfigError
 
@@ -74,6 +79,9 @@ class Gateway:
     northbound: NorthboundServer | None = None  # the OPC-UA server (kept across config reloads)
     owns_northbound: bool = False  # started by run() itself (no reload loop around it)
     request_reload: Callable[[], None] | None = None  # set by serve(): reload the station file
+    request_stop: Callable[[], None] | None = None  # set by serve(): stop (and exit with exit_code)
+    exit_code: int = 0
+    commits: int = 0  # poll cycles committed since this start (the release health check)
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
@@ -187,12 +195,52 @@ class Gateway:
         async def config_apply(command: Command) -> Outcome:
             return self._apply_config(command)
 
+        async def firmware_apply(command: Command) -> Outcome:
+            return await self._apply_firmware(command)
+
         return {
             "alarm.ack": alarm_ack,
             "point.write": point_write,
             "service.call": service_call,
             "config.apply": config_apply,
+            "firmware.apply": firmware_apply,
         }
+
+    async def _apply_firmware(self, command: Command) -> Outcome:
+        """Fetch, verify and install a release, put it on trial and exit so that gasiot-launch
+        starts it (and rolls it back if it does not report healthy)."""
+        body = command.body
+        version, sha256, filename = body.get("version"), body.get("sha256"), body.get("filename")
+        if not isinstance(version, str) or not isinstance(sha256, str) or not isinstance(filename, str):
+            return Outcome("refused", "firmware.apply needs version, sha256 and filename")
+        root = os.environ.get(ROOT_ENV)
+        if root is None or self.request_stop is None:
+            return Outcome("refused", "this gateway was not started by gasiot-launch: it cannot switch releases")
+        try:
+            package = await self._fetch_release(version)
+            await asyncio.to_thread(upgrade.stage, Path(root), version, package, sha256, filename)
+            upgrade.begin(Path(root), version, deadline_s=float(body.get("deadline_s", upgrade.TRIAL_DEADLINE_S)))
+        except (upgrade.UpgradeError, OSError, aiohttp.ClientError, TimeoutError) as err:
+            self.emit([_config_event("firmware.failed", EventLevel.MAJOR, version, reason=str(err))])
+            return Outcome("failed", f"release {version}: {err}")
+        self.emit([_config_event("firmware.switching", EventLevel.INFO, version, previous=upgrade.running_version())])
+        self.exit_code = upgrade.EXIT_UPGRADE
+        self.request_stop()
+        return Outcome("done", f"release {version} installed; restarting into it (trial)")
+
+    async def _fetch_release(self, version: str) -> bytes:
+        assert self.sync is not None
+        request = FirmwareRequest(self.station.config.gateway.id, now_ms(), version)
+        body = request.canonical()
+        url = self.station.config.gateway.cloud_url.rstrip("/") + "/v1/firmware/fetch"
+        async with (
+            asyncio.timeout(300),
+            session_for(self.sync.ssl_context) as session,
+            session.post(url, data=body, headers={SIGNATURE_HEADER: self.signer.sign(body).hex()}) as resp,
+        ):
+            if resp.status != 200:
+                raise upgrade.UpgradeError(f"the cloud refused the download (HTTP {resp.status}): {await resp.text()}")
+            return await resp.read()
 
     def _apply_config(self, command: Command) -> Outcome:
         body = command.body
@@ -247,6 +295,7 @@ class Gateway:
         if self.store_error is not None:
             log.info("store commits succeed again")
             self.store_error = None
+        self.commits += 1
         if self.control is not None:
             self.control.observe(observed if observed is not None else readings)
         if self.sync is not None:
@@ -269,9 +318,14 @@ class Gateway:
 
     async def _housekeeping(self) -> None:
         ticks = 0
+        releases = os.environ.get(ROOT_ENV)
         while True:
             await asyncio.sleep(1.0)  # rule timers, shelve expiry, read-back deadlines, CLI requests
             ticks += 1
+            if releases is not None and self.store_error is None:
+                uptime_s = (now_ms() - self.started_ms) / 1000
+                if upgrade.report_healthy_if_due(Path(releases), uptime_s, self.commits):
+                    self.emit([_config_event("firmware.committed", EventLevel.INFO, upgrade.running_version())])
             if ticks % 60 == 0:
                 northbound_link.prune_history(self)
             if self.local is not None:
@@ -295,6 +349,7 @@ class Gateway:
         )
         try:
             self._announce_devices()
+            self._report_release()
             await self._start_health()
             await self._start_northbound()
             async with asyncio.TaskGroup() as tg:
@@ -337,6 +392,14 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await ch.close()
             self.close()
+
+    def _report_release(self) -> None:
+        """After gasiot-launch rolled a release back, the release running again says so."""
+        root = os.environ.get(ROOT_ENV)
+        outcome = upgrade.unreported_outcome(Path(root)) if root else None
+        if outcome is not None:
+            reason = f"{outcome.get('failures', 0)} failed starts or no health report before the deadline"
+            self.emit([_config_event("firmware.rolled_back", EventLevel.MAJOR, outcome["to"], reason=reason)])
 
     def _announce_devices(self) -> None:
         """Tell the cloud's registry which devices this gateway serves (A-4.1.5-reg): each start,
@@ -452,7 +515,7 @@ def _retire_frames_of_other_keys(store: SqliteStore, signer: Signer) -> None:
             store.drop_pending(lane)
 
 
-async def run_until_signalled(gateway: Gateway, load: Callable[[], Station] | None = None) -> None:
+async def run_until_signalled(gateway: Gateway, load: Callable[[], Station] | None = None) -> int:
     """Run the gateway; SIGTERM/SIGINT stop it cleanly (polling stops, buffered data is flushed);
     SIGHUP (systemd's reload) re-reads the station file with ``load``."""
     loop = asyncio.get_running_loop()
@@ -461,7 +524,7 @@ async def run_until_signalled(gateway: Gateway, load: Callable[[], Station] | No
         loop.add_signal_handler(sig, stop.set)
     if load is not None:
         loop.add_signal_handler(signal.SIGHUP, reload.set)
-    await serve(gateway, stop=stop, reload=reload, load=load)
+    return await serve(gateway, stop=stop, reload=reload, load=load)
 
 
 async def serve(
@@ -470,11 +533,12 @@ async def serve(
     stop: asyncio.Event,
     reload: asyncio.Event | None = None,
     load: Callable[[], Station] | None = None,
-) -> None:
+) -> int:
     """Run ``gateway`` until ``stop``; each time ``reload`` is set, load the station again and, if
     it is valid, restart the gateway on it in this process.  A station that does not load is
     reported and the running gateway goes on untouched.  The OPC-UA server is not restarted: its
-    address space and users follow the new station, and SCADA sessions stay connected."""
+    address space and users follow the new station, and SCADA sessions stay connected.
+    Returns the exit code the gateway asked for (75: a new release is in place for gasiot-launch)."""
     reload = reload or asyncio.Event()
     northbound: NorthboundServer | None = None
     try:
@@ -484,6 +548,7 @@ async def serve(
                 await northbound.start()
             gateway.northbound = northbound if gateway.station.opcua_server is not None else None
             gateway.request_reload = reload.set
+            gateway.request_stop = stop.set
             applied = config_apply.mark_applied(gateway.station)
             if applied is not None:
                 gateway.emit([_config_event("config.applied", EventLevel.INFO, applied["version"])])
@@ -493,7 +558,7 @@ async def serve(
             round_stop.set()
             await task
             if new_station is None:
-                return
+                return gateway.exit_code
             old_station = gateway.station
             try:
                 gateway = Gateway.build(new_station)

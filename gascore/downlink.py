@@ -29,6 +29,8 @@ COMMAND_TYPES: dict[str, tuple[str, ...]] = {
     "service.call": ("device", "service", "args", "by"),
     # A whole station file, validated and applied by the gateway (rolled back if it cannot start).
     "config.apply": ("version", "sha256", "yaml"),
+    # A new gateway release: fetched with a FirmwareRequest, checked against sha256, put on trial.
+    "firmware.apply": ("version", "sha256", "filename", "size"),
 }
 
 
@@ -69,7 +71,7 @@ class Command:
 _FIELDS = frozenset({"id", "gateway_id", "type", "body", "created_ms", "created_by", "expires_ms", "nonce"})
 
 # Acts that need a second person's confirmation before the gateway may fetch them.
-DUAL_CONTROL: frozenset[str] = frozenset({"service.call", "config.apply"})
+DUAL_CONTROL: frozenset[str] = frozenset({"service.call", "config.apply", "firmware.apply"})
 
 
 def check_command_body(type_: str, body: dict[str, Any]) -> None:
@@ -120,4 +122,29 @@ class PollRequest:
             raise ContractError(f"poll: malformed ({err})") from err
         if req.canonical() != data:
             raise ContractError("poll: body is not in canonical form")
+        return req
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareRequest:
+    """A gateway fetches a release package: signed like a poll, fresh within the same skew."""
+
+    gateway_id: str
+    ts_ms: int
+    version: str
+
+    def canonical(self) -> bytes:
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def parse(cls, data: bytes) -> FirmwareRequest:
+        import json
+
+        try:
+            raw = json.loads(data)
+            req = cls(str(raw["gateway_id"]), int(raw["ts_ms"]), str(raw["version"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ContractError(f"firmware request: malformed ({err})") from err
+        if req.canonical() != data:
+            raise ContractError("firmware request: body is not in canonical form")
         return req

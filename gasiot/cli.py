@@ -115,7 +115,11 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
         raise _fail(f"error: {err}") from None
     from edge.config import load_station
 
-    _run(run_until_signalled(gateway, load=lambda: load_station(config)))
+    code = 0
+    with contextlib.suppress(KeyboardInterrupt):
+        code = asyncio.run(run_until_signalled(gateway, load=lambda: load_station(config)))
+    if code:
+        raise typer.Exit(code)
 
 
 @edge_app.command("enroll")
@@ -393,7 +397,7 @@ def edge_browse(
 
 @cloud_app.command("serve")
 def cloud_serve(
-    db: Annotated[str, typer.Option(help="sqlite:///PATH")] = "sqlite:///data/cloud.db",
+    db: Annotated[str, typer.Option(help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB")] = "sqlite:///data/cloud.db",
     listen: Annotated[str, typer.Option(help="HOST:PORT (port 0 = any free port)")] = "127.0.0.1:8080",
     admin_key_file: Annotated[Path | None, typer.Option(help="Create/reuse an admin API key here")] = None,
     cloud_key_file: Annotated[
@@ -447,7 +451,7 @@ def cloud_serve(
 
 @cloud_app.command("api-key")
 def cloud_api_key(
-    db: Annotated[str, typer.Option(help="sqlite:///PATH")],
+    db: Annotated[str, typer.Option(help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB")],
     role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "viewer",
     label: Annotated[str, typer.Option(help="Who or what uses this key")] = "",
 ) -> None:
