@@ -271,7 +271,7 @@ async def ingest_stats(request: web.Request) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/batches", post_batch, SIGNED, "Ingest one signed, sequenced batch frame"),
+    Route("POST", "/v1/batches", post_batch, SIGNED, "Ingest one signed, sequenced batch frame", body="binary"),
     Route(
         "POST",
         "/v1/enrollment-tokens",
@@ -293,6 +293,7 @@ ROUTES: tuple[Route, ...] = (
         confirm_command,
         "command.create",
         "Confirm a dual-control command (service.call, config.apply) as a second person",
+        body=None,
     ),
     Route("POST", "/v1/commands/poll", poll_commands, SIGNED, "A gateway fetches its commands (signed poll)"),
     Route(
@@ -403,6 +404,13 @@ def _principal(request: web.Request) -> Principal | None:
     return request.app[IDENTITY].principal_for(token)
 
 
+_BODY_CONTENT: dict[str, dict[str, Any]] = {
+    "json": {"application/json": {"schema": {"type": "object"}}},
+    "text": {"text/plain": {"schema": {"type": "string"}}},
+    "binary": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in ROUTES:
@@ -423,8 +431,7 @@ def openapi_document() -> dict[str, Any]:
                     "403": {"description": "the role lacks this permission"},
                 }
             )
-        elif r.auth == SIGNED:
-            op["requestBody"] = {"content": {"application/vnd.gasiot.batch": {}}}
+        if r.auth == SIGNED:
             op["responses"].update(
                 {
                     "400": {"description": "malformed"},
@@ -433,6 +440,8 @@ def openapi_document() -> dict[str, Any]:
                     "413": {"description": "frame or decompressed body too large"},
                 }
             )
+        if r.body_type is not None:
+            op["requestBody"] = {"required": True, "content": _BODY_CONTENT[r.body_type]}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -83,6 +83,7 @@ FIRMWARE_ROUTES: tuple[Route, ...] = (
         "firmware.write",
         "Upload a gateway release (a gasiot wheel)",
         ("version", "filename"),
+        body="binary",
     ),
     Route("GET", "/v1/firmware", list_releases, "gateway.read", "Gateway releases"),
     Route(
@@ -91,6 +92,7 @@ FIRMWARE_ROUTES: tuple[Route, ...] = (
         push,
         "firmware.write",
         "Push a release to a gateway (firmware.apply; dual control)",
+        body=None,
     ),
     Route(
         "GET", "/v1/gateways/{gateway_id}/firmware", gateway_states, "gateway.read", "Releases pushed and their states"

@@ -30,6 +30,13 @@ class Route:
     auth: str | None  # a permission (cloud.access), or SIGNED / ENROLL / AUTHENTICATED / PUBLIC
     summary: str
     params: tuple[str, ...] = ()
+    body: str | None = "auto"  # "json", "text", "binary", None; "auto": JSON for POST/PATCH
+
+    @property
+    def body_type(self) -> str | None:
+        if self.body != "auto":
+            return self.body
+        return "json" if self.method in ("POST", "PATCH", "PUT") else None
 
 
 class BadRequest(Exception):

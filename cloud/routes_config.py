@@ -60,7 +60,15 @@ async def push_config(request: web.Request) -> web.Response:
 
 
 CONFIG_ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/gateways/{gateway_id}/configs", upload_config, "config.write", "Upload a station file version"),
+    Route(
+        "POST",
+        "/v1/gateways/{gateway_id}/configs",
+        upload_config,
+        "config.write",
+        "Upload a station file version",
+        ("comment",),
+        body="text",
+    ),
     Route("GET", "/v1/gateways/{gateway_id}/configs", list_configs, "gateway.read", "Station file versions and states"),
     Route("GET", "/v1/gateways/{gateway_id}/configs/{version}", get_config, "config.write", "One station file version"),
     Route(
@@ -69,5 +77,6 @@ CONFIG_ROUTES: tuple[Route, ...] = (
         push_config,
         "config.write",
         "Push a version to the gateway (config.apply; dual control)",
+        body=None,
     ),
 )

@@ -172,9 +172,11 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 IDENTITY_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/auth/login", login, PUBLIC, "Log in (user name, password, TOTP code): a session token"),
-    Route("POST", "/v1/auth/logout", logout, AUTHENTICATED, "End this session"),
+    Route("POST", "/v1/auth/logout", logout, AUTHENTICATED, "End this session", body=None),
     Route("POST", "/v1/auth/password", change_password, PUBLIC, "Change one's password (old password required)"),
-    Route("POST", "/v1/auth/totp", totp_start, AUTHENTICATED, "Start TOTP two-factor enrolment (otpauth URI)"),
+    Route(
+        "POST", "/v1/auth/totp", totp_start, AUTHENTICATED, "Start TOTP two-factor enrolment (otpauth URI)", body=None
+    ),
     Route("POST", "/v1/auth/totp/confirm", totp_confirm, AUTHENTICATED, "Confirm TOTP with a first code"),
     Route("GET", "/v1/users", list_users, "user.admin", "Users, roles, scopes, MFA and lock state"),
     Route("POST", "/v1/users", create_user, "user.admin", "Create a user (password policy applies)"),

@@ -263,7 +263,9 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/gateways/{gateway_id}/lifecycle", gateway_lifecycle, "registry.write", "Activate/suspend/retire"
     ),
-    Route("POST", "/v1/models", upload_model, "registry.write", "Upload a thing model version (YAML or JSON)"),
+    Route(
+        "POST", "/v1/models", upload_model, "registry.write", "Upload a thing model version (YAML or JSON)", body="text"
+    ),
     Route("GET", "/v1/models", list_models, "registry.read", "Thing models and versions"),
     Route(
         "GET",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -129,6 +130,10 @@ async def serve(
         )
     else:
         log.warning("PLAIN HTTP (--insecure-dev): batches are signed, but nothing is encrypted — never in production")
+    if cloud_key_file is None and not db_url.startswith("sqlite:///"):
+        # The default lives next to an SQLite file; a server database has no such place, and
+        # every process serving it must sign and unwrap with the same keys.
+        raise ServeError("with a PostgreSQL database give --cloud-key-file (the payload KEK defaults next to it)")
     repo = open_repository(db_url)
     if admin_key_file is not None:
         ensure_admin_key(repo, admin_key_file)
@@ -153,7 +158,7 @@ async def serve(
     await site.start()
     bound = bound_port(site)
     url = f"{'https' if ssl_context else 'http'}://{host}:{bound}"
-    log.info("cloud listening on %s (db %s)", url, db_url.split("?")[0])
+    log.info("cloud listening on %s (db %s)", url, re.sub(r"://([^:/@]*):[^/]*@", r"://\1:***@", db_url.split("?")[0]))
     if on_ready:
         on_ready(url)
     try:

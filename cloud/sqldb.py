@@ -129,6 +129,9 @@ class _PgTx:
         return tuple(row) if row is not None else None
 
 
+_DDL_LOCK = 0x6A5107_0000  # advisory lock key (any constant) held while creating tables
+
+
 class PostgresDb:
     """A small pool of psycopg connections (thread-safe; each transaction takes one)."""
 
@@ -179,6 +182,8 @@ class PostgresDb:
 
     def script(self, ddl: dict[Dialect, str]) -> None:
         with self._connection() as conn, conn.transaction():
+            # Processes starting together take turns: concurrent CREATE … IF NOT EXISTS can fail.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
             conn.execute(ddl["postgresql"])
 
     def close(self) -> None:
