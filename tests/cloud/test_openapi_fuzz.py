@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from peers._require import require_tool
 
 EXAMPLES = "8"
@@ -59,6 +58,6 @@ def test_no_server_errors(cloud_url: tuple[str, str], authenticated: bool) -> No
     command = [st, "run", f"{url}/openapi.json", "--checks", "not_a_server_error", "-n", EXAMPLES, "--seed", "7"]
     if authenticated:
         command += ["-H", f"Authorization: Bearer {key}"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)  # noqa: S603
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:]
     assert "passed" in run.stdout and "Server error" not in run.stdout
