@@ -22,6 +22,12 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim")
 app.add_typer(keys_app, name="keys")
+provision_app = typer.Typer(no_args_is_help=True, help="Registry: organisations, stations, gateways (cloud API)")
+app.add_typer(provision_app, name="provision")
+
+CloudOpt = Annotated[str, typer.Option("--cloud", help="Cloud base URL")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API or session token (default: $GASIOT_TOKEN)")]
+CaOpt = Annotated[Path | None, typer.Option("--ca-file", help="CA of the cloud's TLS certificate")]
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text or json")]
@@ -397,7 +403,9 @@ def edge_browse(
 
 @cloud_app.command("serve")
 def cloud_serve(
-    db: Annotated[str, typer.Option(help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB")] = "sqlite:///data/cloud.db",
+    db: Annotated[
+        str, typer.Option(help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    ] = "sqlite:///data/cloud.db",
     listen: Annotated[str, typer.Option(help="HOST:PORT (port 0 = any free port)")] = "127.0.0.1:8080",
     admin_key_file: Annotated[Path | None, typer.Option(help="Create/reuse an admin API key here")] = None,
     cloud_key_file: Annotated[
@@ -498,7 +506,10 @@ def cloud_user_add(
             name, role, password, scopes=scopes, created_by=f"cli:{getpass.getuser()}"
         )
         AuditLog(database, now_ms, rules=list(DEFAULT_RULES)).append(
-            f"cli:{getpass.getuser()}", "user.create", target=f"user:{name}", detail={"role": role, "scopes": scopes},
+            f"cli:{getpass.getuser()}",
+            "user.create",
+            target=f"user:{name}",
+            detail={"role": role, "scopes": scopes},
             source="cli",
         )
     except (IdentityError, ScopeError) as err:
@@ -815,6 +826,117 @@ def keys_show(path: Path) -> None:
             indent=2,
         )
     )
+
+
+# ---- provision -------------------------------------------------------------------------------
+
+
+def _provisioned(action: Any) -> None:
+    from gasiot.provision import ProvisionError
+
+    try:
+        typer.echo(action())
+    except ProvisionError as err:
+        raise _fail(f"error: {err}") from None
+
+
+@provision_app.command("org")
+def provision_org(
+    org_id: str,
+    name: str = "",
+    cloud: CloudOpt = "https://127.0.0.1:8443",
+    token: TokenOpt = None,
+    ca_file: CaOpt = None,
+) -> None:
+    """Add an organisation (a utility or a district)."""
+    from gasiot.provision import add_org, api_from
+
+    _provisioned(lambda: add_org(api_from(cloud, token, ca_file), org_id, name))
+
+
+@provision_app.command("station")
+def provision_station(
+    station_id: str,
+    org: Annotated[str, typer.Option(help="Organisation id")],
+    type_: Annotated[str, typer.Option("--type", help="gate, regulating, gasification, lpg, cng, …")] = "other",
+    name: str = "",
+    lat: float | None = None,
+    lon: float | None = None,
+    cloud: CloudOpt = "https://127.0.0.1:8443",
+    token: TokenOpt = None,
+    ca_file: CaOpt = None,
+) -> None:
+    """Add a station."""
+    from gasiot.provision import add_station, api_from
+
+    row = {
+        "id": station_id,
+        "org_id": org,
+        "type": type_,
+        "name": name,
+        "lat": "" if lat is None else str(lat),
+        "lon": "" if lon is None else str(lon),
+    }
+    _provisioned(lambda: add_station(api_from(cloud, token, ca_file), row))
+
+
+@provision_app.command("gateway")
+def provision_gateway(
+    gateway_id: str,
+    station: Annotated[str, typer.Option(help="Station id")],
+    cloud: CloudOpt = "https://127.0.0.1:8443",
+    token: TokenOpt = None,
+    ca_file: CaOpt = None,
+) -> None:
+    """Provision a gateway at a station and print its one-time enrollment token."""
+    from gasiot.provision import add_gateway, api_from
+
+    _provisioned(lambda: add_gateway(api_from(cloud, token, ca_file), gateway_id, station))
+
+
+@provision_app.command("import")
+def provision_import(
+    csv_file: Path,
+    cloud: CloudOpt = "https://127.0.0.1:8443",
+    token: TokenOpt = None,
+    ca_file: CaOpt = None,
+    report: Annotated[Path | None, typer.Option(help="Write the per-row report (CSV) here")] = None,
+) -> None:
+    """Bulk import organisations, stations and gateways from CSV (columns: kind,id,org_id,
+    station_id,name,type,lat,lon,address).  Good rows are kept; every failed row is reported
+    with its line and reason; exit 1 if any failed."""
+    import csv
+
+    from rich.progress import Progress
+
+    from gasiot.provision import ProvisionError, api_from, apply_row, read_rows
+
+    try:
+        api = api_from(cloud, token, ca_file)
+        rows = list(read_rows(csv_file))
+    except (ProvisionError, OSError) as err:
+        raise _fail(f"error: {err}") from None
+    results: list[tuple[int, str, str, str]] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"importing {csv_file.name}", total=len(rows))
+        for line, row in rows:
+            try:
+                results.append((line, row.get("id", ""), "ok", apply_row(api, row)))
+            except ProvisionError as err:
+                results.append((line, row.get("id", ""), "failed", str(err)))
+            progress.advance(task)
+    failed = [r for r in results if r[2] == "failed"]
+    for line, ident, status, detail in results:
+        colour = "red" if status == "failed" else "green"
+        typer.secho(f"{csv_file}:{line} {ident}: {status} — {detail}", fg=colour, err=status == "failed")
+    if report is not None:
+        with report.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["line", "id", "status", "detail"])
+            writer.writerows(results)
+    typer.echo(f"{len(results) - len(failed)} of {len(results)} rows imported, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 # ---- demo ------------------------------------------------------------------------------------

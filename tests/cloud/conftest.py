@@ -3,7 +3,9 @@ gateway, and ``Batches``, which builds and posts signed frames for it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,37 @@ class Batches:
 @pytest.fixture
 def batches(cloud: CloudHandle, http: aiohttp.ClientSession, enrolled: Signer) -> Batches:
     return Batches(cloud, http, enrolled)
+
+
+@pytest.fixture
+def cloud_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real `gasiot cloud serve` process on SQLite: (base URL, admin API key)."""
+    key_file = tmp_path / "admin.key"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gasiot",
+            "cloud",
+            "serve",
+            "--db",
+            f"sqlite:///{tmp_path / 'cloud.db'}",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key-file",
+            str(key_file),
+            "--insecure-dev",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "gasiot cloud listening on URL" (blocks until ready)
+        assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
+        yield line.rsplit(" ", 1)[1].strip(), key_file.read_text().strip()
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+        assert "incident" not in stderr, stderr[-3000:]  # an unhandled error inside a handler

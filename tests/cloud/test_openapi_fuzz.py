@@ -7,46 +7,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from peers._require import require_tool
 
 EXAMPLES = "8"
-
-
-@pytest.fixture
-def cloud_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    key_file = tmp_path / "admin.key"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gasiot",
-            "cloud",
-            "serve",
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key-file",
-            str(key_file),
-            "--insecure-dev",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "gasiot cloud listening on URL" (blocks until ready)
-        assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
-        yield line.rsplit(" ", 1)[1].strip(), key_file.read_text().strip()
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=30)
-        assert "incident" not in stderr, stderr[-3000:]  # an unhandled error inside a handler
 
 
 @pytest.mark.peer
