@@ -148,7 +148,8 @@ class AlarmBridge:
         ev.Quality = _status(StatusCodes.Good)
         message = str(data.get("message_zh") or data.get("message_en") or alarm_id)
         when = datetime.fromtimestamp(cond.ts_ms / 1000, UTC)
-        await self._generator.trigger(time_attr=when, message=message, subscription_id=subscription_id)
+        ev.Message = ua.LocalizedText(message, "zh-CN")  # trigger() would drop the locale
+        await self._generator.trigger(time_attr=when, subscription_id=subscription_id)
         event_id = ev.EventId.Value if isinstance(ev.EventId, ua.Variant) else ev.EventId
         cond.event_ids.add(bytes(event_id))
 
