@@ -3,16 +3,21 @@ needs; one middleware enforces it, and the OpenAPI document is generated from th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from cloud.access import PERMISSIONS, Principal
+from cloud.alarm_view import AlarmView
 from cloud.appkeys import (
+    ALARMS,
     AUDIT,
     CA,
     CLOUD_SIGNER,
@@ -21,6 +26,7 @@ from cloud.appkeys import (
     IDENTITY,
     INGESTOR,
     LIMITER,
+    NOTIFIER,
     PRINCIPAL,
     REGISTRY,
     REPO,
@@ -64,9 +70,11 @@ from cloud.http import (
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.key_wrap import PayloadKeyWrap
+from cloud.notify import Notifier, NotifierConfig
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry, announced_devices
 from cloud.repository import GatewayRecord, Repository
+from cloud.routes_alarms import ALARM_ROUTES
 from cloud.routes_audit import AUDIT_ROUTES
 from cloud.routes_config import CONFIG_ROUTES
 from cloud.routes_identity import IDENTITY_ROUTES
@@ -350,6 +358,7 @@ ROUTES: tuple[Route, ...] = (
     *AUDIT_ROUTES,
     *CONFIG_ROUTES,
     *FIRMWARE_ROUTES,
+    *ALARM_ROUTES,
 )
 
 
@@ -468,6 +477,7 @@ def create_app(
     key_wrap: PayloadKeyWrap | None = None,
     db: SqlDb | None = None,
     kdf_log2_n: int = 14,
+    notifier_config: NotifierConfig | None = None,
 ) -> web.Application:
     """``cloud_signer`` signs downlink commands (an ephemeral key when not given: tests, demo);
     ``ca`` issues gateway certificates at enrollment and checks them on every gateway request;
@@ -485,7 +495,23 @@ def create_app(
     app[LIMITER] = RateLimiter()
     app[CONFIGS] = ConfigStore(db, now_ms)
     app[FIRMWARE] = FirmwareStore(db, now_ms)
-    app[INGESTOR].observers += [announced_devices(app[REGISTRY]), app[CONFIGS].observer(), app[FIRMWARE].observer()]
+    app[ALARMS] = AlarmView(db)
+    app[NOTIFIER] = Notifier(db, app[ALARMS], app[REGISTRY], notifier_config or NotifierConfig(), now_ms)
+    app[INGESTOR].observers += [
+        announced_devices(app[REGISTRY]),
+        app[CONFIGS].observer(),
+        app[FIRMWARE].observer(),
+        app[ALARMS].observe,
+    ]
+
+    async def notifications(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(app[NOTIFIER].run(), name="notifier")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(notifications)
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca

@@ -7,12 +7,14 @@ import time
 from aiohttp import web
 
 from cloud.access import Principal
+from cloud.alarm_view import AlarmView
 from cloud.audit import AuditLog
 from cloud.ca import CertificateAuthority, CertificateRefused
 from cloud.configs import ConfigStore
 from cloud.firmware_store import FirmwareStore
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
+from cloud.notify import Notifier
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry
 from cloud.repository import Repository
@@ -30,6 +32,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", RateLimiter)
 CONFIGS = web.AppKey("configs", ConfigStore)
 FIRMWARE = web.AppKey("firmware", FirmwareStore)
+ALARMS = web.AppKey("alarms", AlarmView)
+NOTIFIER = web.AppKey("notifier", Notifier)
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 
