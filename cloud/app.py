@@ -20,6 +20,7 @@ from cloud.appkeys import (
     ALARMS,
     AUDIT,
     CA,
+    CALIBRATION,
     CLOUD_SIGNER,
     CONFIGS,
     FIRMWARE,
@@ -38,6 +39,7 @@ from cloud.appkeys import (
 from cloud.audit import DEFAULT_RULES, AuditLog
 from cloud.auth import API_KEY_PREFIX, TOKEN_PREFIX, new_secret, secret_hash
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
+from cloud.calibration import Calibration
 from cloud.commands import (
     cloud_key_info,
     confirm_command,
@@ -75,6 +77,7 @@ from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry, announced_devices
 from cloud.repository import GatewayRecord, Repository
 from cloud.routes_alarms import ALARM_ROUTES
+from cloud.routes_analytics import ANALYTICS_ROUTES
 from cloud.routes_audit import AUDIT_ROUTES
 from cloud.routes_config import CONFIG_ROUTES
 from cloud.routes_identity import IDENTITY_ROUTES
@@ -359,6 +362,7 @@ ROUTES: tuple[Route, ...] = (
     *CONFIG_ROUTES,
     *FIRMWARE_ROUTES,
     *ALARM_ROUTES,
+    *ANALYTICS_ROUTES,
 )
 
 
@@ -496,6 +500,7 @@ def create_app(
     app[CONFIGS] = ConfigStore(db, now_ms)
     app[FIRMWARE] = FirmwareStore(db, now_ms)
     app[ALARMS] = AlarmView(db)
+    app[CALIBRATION] = Calibration(db, now_ms)
     app[NOTIFIER] = Notifier(db, app[ALARMS], app[REGISTRY], notifier_config or NotifierConfig(), now_ms)
     app[INGESTOR].observers += [
         announced_devices(app[REGISTRY]),

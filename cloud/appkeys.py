@@ -10,6 +10,7 @@ from cloud.access import Principal
 from cloud.alarm_view import AlarmView
 from cloud.audit import AuditLog
 from cloud.ca import CertificateAuthority, CertificateRefused
+from cloud.calibration import Calibration
 from cloud.configs import ConfigStore
 from cloud.firmware_store import FirmwareStore
 from cloud.identity import IdentityStore
@@ -34,6 +35,7 @@ CONFIGS = web.AppKey("configs", ConfigStore)
 FIRMWARE = web.AppKey("firmware", FirmwareStore)
 ALARMS = web.AppKey("alarms", AlarmView)
 NOTIFIER = web.AppKey("notifier", Notifier)
+CALIBRATION = web.AppKey("calibration", Calibration)
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 
