@@ -105,10 +105,13 @@ async def test_over_http(batches, http) -> None:
         assert r.status == 201
     async with http.get(f"{cloud.url}/v1/calibration", headers=viewer) as r:
         assert (await r.json())["instruments"][0]["status"] == "overdue"
+    import time
+
+    recent = int(time.time() * 1000) - 10 * 86_400_000
     record = {
         "gateway_id": "gw-sec",
         "device_id": "gate",
-        "calibrated_ms": t0,
+        "calibrated_ms": recent,
         "certificate": "JL-2026-0042",
         "result": "pass",
     }
