@@ -49,6 +49,7 @@ from cloud.commands import (
     renew_certificate,
 )
 from cloud.configs import ConfigStore
+from cloud.exchange import EXCHANGE_ROUTES
 from cloud.firmware import FIRMWARE_ROUTES
 from cloud.firmware_store import FirmwareStore
 from cloud.http import (
@@ -363,6 +364,7 @@ ROUTES: tuple[Route, ...] = (
     *FIRMWARE_ROUTES,
     *ALARM_ROUTES,
     *ANALYTICS_ROUTES,
+    *EXCHANGE_ROUTES,
 )
 
 
