@@ -114,13 +114,16 @@ class ConnectionPool:
 
 # ---- schema ------------------------------------------------------------------------------------
 
+# Names compare byte by byte (COLLATE "C"): the same order as SQLite whatever the database's
+# locale, and cheaper index comparisons.
 _TABLES = """
 CREATE TABLE IF NOT EXISTS api_keys(key_hash TEXT PRIMARY KEY, role TEXT NOT NULL, label TEXT NOT NULL,
     created_ms BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS enrollment_tokens(token_hash TEXT PRIMARY KEY, gateway_id TEXT NOT NULL,
     expires_ms BIGINT NOT NULL, created_ms BIGINT, used_ms BIGINT);
-CREATE TABLE IF NOT EXISTS gateways(gateway_id TEXT PRIMARY KEY, alg TEXT NOT NULL, public_key BYTEA NOT NULL,
-    key_id TEXT NOT NULL, status TEXT NOT NULL, enrolled_ms BIGINT NOT NULL, payload_key BYTEA);
+CREATE TABLE IF NOT EXISTS gateways(gateway_id TEXT COLLATE "C" PRIMARY KEY, alg TEXT NOT NULL,
+    public_key BYTEA NOT NULL, key_id TEXT NOT NULL, status TEXT NOT NULL, enrolled_ms BIGINT NOT NULL,
+    payload_key BYTEA);
 CREATE TABLE IF NOT EXISTS lanes(gateway_id TEXT NOT NULL, lane TEXT NOT NULL, last_seq BIGINT NOT NULL,
     last_digest TEXT NOT NULL, last_batch_ms BIGINT, newest_ts_ms BIGINT, PRIMARY KEY (gateway_id, lane));
 CREATE TABLE IF NOT EXISTS batches(gateway_id TEXT NOT NULL, lane TEXT NOT NULL, seq BIGINT NOT NULL,
@@ -131,18 +134,20 @@ CREATE TABLE IF NOT EXISTS commands(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMA
     status TEXT NOT NULL DEFAULT 'pending', delivered_ms BIGINT, done_ms BIGINT, result TEXT,
     expires_ms BIGINT NOT NULL DEFAULT 0, nonce TEXT NOT NULL DEFAULT '', confirmed_by TEXT);
 CREATE INDEX IF NOT EXISTS commands_by_gateway ON commands(gateway_id, id);
-CREATE TABLE IF NOT EXISTS latest(gateway_id TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS latest(gateway_id TEXT COLLATE "C" NOT NULL, device TEXT COLLATE "C" NOT NULL,
+    point TEXT COLLATE "C" NOT NULL,
     ts_ms BIGINT NOT NULL, value DOUBLE PRECISION, text_value TEXT, vt CHAR(1), quality TEXT NOT NULL,
     PRIMARY KEY (gateway_id, device, point));
-CREATE TABLE IF NOT EXISTS events(id BIGINT GENERATED ALWAYS AS IDENTITY, gateway_id TEXT NOT NULL,
-    device TEXT NOT NULL, kind TEXT NOT NULL, ts_ms BIGINT NOT NULL, level TEXT NOT NULL, data TEXT NOT NULL,
-    seq BIGINT);
+CREATE TABLE IF NOT EXISTS events(id BIGINT GENERATED ALWAYS AS IDENTITY, gateway_id TEXT COLLATE "C" NOT NULL,
+    device TEXT COLLATE "C" NOT NULL, kind TEXT COLLATE "C" NOT NULL, ts_ms BIGINT NOT NULL, level TEXT NOT NULL,
+    data TEXT NOT NULL, seq BIGINT);
 CREATE INDEX IF NOT EXISTS events_by_time ON events(gateway_id, ts_ms);
 -- Event data can be 16 KiB, beyond a btree entry: the natural key holds its SHA-256.
 CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events(gateway_id, device, kind, ts_ms, sha256(data::bytea));
 """
 
-_READING_COLUMNS = """gateway_id TEXT NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+_READING_COLUMNS = """gateway_id TEXT COLLATE "C" NOT NULL, device TEXT COLLATE "C" NOT NULL,
+    point TEXT COLLATE "C" NOT NULL, ts_ms BIGINT NOT NULL,
     value DOUBLE PRECISION, text_value TEXT, vt CHAR(1), quality TEXT NOT NULL, seq BIGINT"""
 
 # The natural key that makes storage exactly-once; it also serves the series queries.
@@ -158,7 +163,8 @@ CREATE TABLE IF NOT EXISTS readings({_READING_COLUMNS},
 
 # Per connection: where COPY puts a batch's readings (emptied at every commit).
 _STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS readings_stage(ord INTEGER NOT NULL, device TEXT NOT NULL, point TEXT NOT NULL,
+CREATE TEMP TABLE IF NOT EXISTS readings_stage(ord INTEGER NOT NULL, device TEXT COLLATE "C" NOT NULL,
+    point TEXT COLLATE "C" NOT NULL,
     ts_ms BIGINT NOT NULL, value DOUBLE PRECISION, text_value TEXT, vt TEXT, quality TEXT NOT NULL)
     ON COMMIT DELETE ROWS
 """
@@ -329,7 +335,12 @@ class PostgresRepository:
         around ``now_ms``; outside it rows go to the default partition."""
         first = _add_months(*_month_of(now_ms), -self._months_back)
         last = _add_months(*_month_of(now_ms), self._months_ahead)
-        month, end = max(_month_of(lo_ms), first), min(_month_of(hi_ms), last)
+        # Clip in milliseconds first: a record may carry any int64 time, beyond what dates hold.
+        lo = max(lo_ms, _month_start(*first))
+        hi = min(hi_ms, _month_start(*_next_month(*last)) - 1)
+        if lo > hi:
+            return
+        month, end = _month_of(lo), _month_of(hi)
         wanted = []
         while month <= end:
             wanted.append(month)

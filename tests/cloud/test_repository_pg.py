@@ -152,6 +152,18 @@ def test_the_seq_rule_holds_between_independent_repositories(pg_url: str) -> Non
         r.close()
 
 
+def test_the_batches_key_backs_the_lane_check(pg: PostgresRepository, pg_url: str) -> None:
+    """Should a lane row ever fall behind its batches, the unique (gateway, lane, seq) key still
+    refuses a second batch 1, as a SeqConflict, and the connection stays usable."""
+    store(pg, 1, [Reading("d", "p", NOW, 1.0)])
+    with psycopg.connect(pg_url) as db:
+        db.execute("UPDATE lanes SET last_seq = 0")
+    with pytest.raises(SeqConflict):
+        store(pg, 1, [Reading("d", "p", NOW + 1, 2.0)])
+    assert pg.counts(GW)["readings"] == 1
+    pg.close()
+
+
 def test_the_pool_is_bounded_and_shared_by_threads(pg_url: str) -> None:
     repo = PostgresRepository(pg_url, pool_size=2, pool_timeout_s=0.2)
     errors: list[BaseException] = []

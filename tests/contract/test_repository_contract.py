@@ -1,5 +1,4 @@
-"""One suite every cloud Repository implementation must pass (SQLite now; PostgreSQL later adds
-itself to IMPLEMENTATIONS)."""
+"""One suite every cloud Repository implementation must pass (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,18 +8,21 @@ from pathlib import Path
 import pytest
 
 from cloud.repository import GatewayRecord, Repository, SeqConflict, SqliteRepository
+from cloud.repository_pg import PostgresRepository
 from gascore.contract import GENESIS_DIGEST, PROTOCOL_VERSION, BatchHeader
 from gascore.records import Event, EventLevel, Lane, Quality, Reading
 
-IMPLEMENTATIONS: dict[str, Callable[[Path], Repository]] = {
-    "sqlite": lambda tmp: SqliteRepository(tmp / "cloud.db"),
+# Each factory gets the test's request and tmp_path (PostgreSQL asks for a fresh database).
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], Repository]] = {
+    "sqlite": lambda request, tmp: SqliteRepository(tmp / "cloud.db"),
+    "postgresql": lambda request, tmp: PostgresRepository(request.getfixturevalue("pg_url")),
 }
 GW = "gw-contract"
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
-    r = IMPLEMENTATIONS[request.param](tmp_path)
+    r = IMPLEMENTATIONS[request.param](request, tmp_path)
     r.register_gateway(GatewayRecord(GW, "ed25519", b"k" * 32, "00" * 8, "active", 1))
     yield r
     r.close()
