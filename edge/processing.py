@@ -68,7 +68,8 @@ def _convert(pt: _Point, raw: float | int | bool | str) -> tuple[Value, Quality]
             return None, DEVICE_ERROR
         return bool(raw), GOOD
     if kind == _STRING:
-        return str(raw)[:MAX_STRING_VALUE], GOOD
+        # NUL from a device's text field would make the cloud refuse the whole batch.
+        return str(raw).replace("\x00", "")[:MAX_STRING_VALUE], GOOD
     if raw.__class__ is str:
         try:  # JSON payloads and line protocols often carry numbers as text
             raw = float(str(raw))

@@ -138,9 +138,12 @@ def _name(value: Any, what: str) -> str:
 
 
 def _utf8(text: str) -> str:
-    # JSON can carry a lone surrogate ("\ud800"), which no UTF-8 database column can store.
+    # JSON can carry a lone surrogate ("\ud800"), which no UTF-8 database column can store, and
+    # NUL, which PostgreSQL text cannot: both are refused here, with a 400, not a 500 later.
     if not text.isascii():
         text.encode()  # UnicodeEncodeError is a ValueError
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
     return text
 
 
@@ -183,7 +186,10 @@ def _data(data: Any) -> dict[str, Any]:
 def _check_json(value: Any, depth: int) -> None:
     """Only what JSON (and so the database column) holds exactly; the depth bound keeps this
     recursion, and everyone who reads the data later, far from the interpreter's limit."""
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, str):
+        _utf8(value)
+        return
+    if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
         _int64(value, "data value")

@@ -74,6 +74,10 @@ CASES = [
     Case("value-bytes-cbor", T, "cbor+zstd", cbor([reading(b"\x00")])),
     Case("value-lone-surrogate", T, "json", js('[["box","p",1,"\\ud800","good"]]'), expect="surrogate"),
     Case("point-lone-surrogate", T, "json", js('[["box","\\udfff",1,1.0,"good"]]'), expect="surrogate"),
+    # NUL, which PostgreSQL text cannot hold (a 500 there before)
+    Case("value-nul", T, "json", js('[["box","p",1,"a\\u0000b","good"]]'), expect="NUL"),
+    Case("device-nul", T, "cbor+zstd", cbor([["bo\x00x", "p", 1, 1.0, "good"]]), expect="NUL"),
+    Case("event-data-nul", E, "json", js(json.dumps([event({"s": "x\x00y"})])), expect="NUL"),
     Case("device-too-long", T, "cbor+zstd", cbor([["b" * 200, "p", 1, 1.0, "good"]])),
     # nesting the decoder recurses on (RecursionError before)
     # (count 50k, so that the size and item bounds leave room and the parser meets the depth)

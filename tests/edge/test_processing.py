@@ -81,3 +81,12 @@ def test_enum_values_outside_the_model_are_out_of_range() -> None:
     (bad,) = proc.process([Sample("e", 7)], 1)
     assert (good.value, good.quality.value) == (2, "good")
     assert (bad.value, bad.quality.value) == (7, "bad/out_of_range")
+
+
+def test_nul_characters_are_dropped_from_text_values() -> None:
+    from gascore.records import Reading
+
+    proc = DeviceProcessor("d", [spec("fw", "string")], 60_000)
+    (reading,) = proc.process([Sample("fw", "v1.\x002")], 0)
+    assert reading.value == "v1.2"
+    Reading.from_wire(reading.to_wire())  # the cloud accepts what the edge sends
