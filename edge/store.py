@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS pending(
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS device_status(device TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lane_acks(lane TEXT PRIMARY KEY, seq INTEGER NOT NULL, acked_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, lane TEXT NOT NULL, seq INTEGER NOT NULL,
+    count INTEGER NOT NULL, frame BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL);
 """
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
@@ -96,6 +98,7 @@ class Store(Protocol):
     def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]: ...
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None: ...
     def ack(self, lane: Lane, seq: int, *, now_ms: int | None = None) -> None: ...
+    def quarantine(self, lane: Lane, seq: int, reason: str, now_ms: int) -> int: ...
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None: ...
 
 
@@ -373,6 +376,45 @@ class SqliteStore:
             if lane is Lane.TELEMETRY:
                 self._bump("telemetry_rows", -pend.count)
             self._bump(f"{lane.value}_acked_total", pend.count)
+
+    def quarantine(self, lane: Lane, seq: int, reason: str, now_ms: int) -> int:
+        """The cloud refused batch ``seq`` as something no resend can fix (malformed, too large):
+        keep its frame in ``quarantine`` (never deleted: an operator can inspect and re-send it),
+        take its rows out of the lane and report it on the events lane, so the lane moves on
+        instead of resending the same refused batch forever.  The seq is not advanced: the next
+        batch takes it.  Returns how many records were set aside."""
+        pend = self.pending(lane)
+        if pend is None or pend.seq != seq:
+            raise StoreError(f"quarantine of {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
+        db = self._db
+        with self._transaction():
+            db.execute(
+                "INSERT INTO quarantine(lane, seq, count, frame, reason, quarantined_ms) VALUES (?,?,?,?,?,?)",
+                (lane.value, seq, pend.count, pend.frame, reason[:2000], now_ms),
+            )
+            db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
+            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            if lane is Lane.TELEMETRY:
+                self._bump("telemetry_rows", -pend.count)
+            self._bump(f"{lane.value}_quarantined_total", pend.count)
+            self._insert_events(
+                [
+                    Event(
+                        GATEWAY_DEVICE,
+                        "store.batch_quarantined",
+                        now_ms,
+                        EventLevel.MAJOR,
+                        {"lane": lane.value, "seq": seq, "count": pend.count, "reason": reason[:500]},
+                    )
+                ]
+            )
+        log.error("%s batch %d (%d records) quarantined: %s", lane.value, seq, pend.count, reason)
+        return pend.count
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT id, lane, seq, count, reason, quarantined_ms FROM quarantine ORDER BY id")
+        keys = ("id", "lane", "seq", "count", "reason", "quarantined_ms")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None:
         """Adopt the cloud's view of the lane; unacknowledged rows stay and are re-batched."""

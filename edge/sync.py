@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 FRAME_CONTENT_TYPE = "application/vnd.gasiot.batch"
 
 
+# Refusals of the batch's content (not of the gateway, the link or the order): see store.quarantine.
+UNFIXABLE = frozenset({"malformed", "too_large"})
+
+
 class SyncRefused(Exception):
     """The cloud refused a batch for a reason that retrying as-is will not fix soon."""
 
@@ -46,6 +50,7 @@ class SyncStats:
     records_acked: int = 0
     duplicates: int = 0
     rewinds: int = 0
+    quarantined: int = 0  # records set aside because the cloud refused their batch as malformed
     failures: int = 0
     last_error: str | None = None
     last_ack_ms: int | None = None
@@ -211,4 +216,9 @@ class SyncClient:
                 raise SyncRefused(f"cloud expects {batch.lane.value} seq {rewind.expected_seq}: rewound")
         detail = body.get("detail", "") if isinstance(body, dict) else ""
         error = body.get("error", "") if isinstance(body, dict) else ""
+        if status in (400, 413) and error in UNFIXABLE:
+            # Resending the same bytes can only be refused again: set the batch aside (kept,
+            # reported) so the data behind it flows.
+            self.store.quarantine(batch.lane, batch.seq, f"HTTP {status} {error}: {detail}", self.clock_ms())
+            self.stats.quarantined += batch.count
         raise SyncRefused(f"HTTP {status}: {error} {detail}".strip())

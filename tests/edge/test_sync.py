@@ -161,3 +161,28 @@ async def test_a_frame_signed_by_a_previous_key_is_signed_again(store, cloud) ->
     async with aiohttp.ClientSession() as http:
         await sync.drain(http)
     assert cloud.rows("SELECT count(*) FROM readings")[0][0] == 5
+
+
+async def test_a_batch_refused_as_malformed_is_quarantined_and_the_lane_moves_on(store, cloud, sm2_signer) -> None:
+    await enroll(cloud, sm2_signer)
+    store.append(readings(5))
+    # A row no batch may carry (the device sent NUL in a name: a bug upstream of the store).
+    store.db.execute(
+        "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?, 'p', 2000, 1.0, NULL, 'good')",
+        ("de\x00v",),
+    )
+    store.append(readings(5, start=100))
+    sync = client(store, sm2_signer, cloud.url)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(10):  # bounded: the refused batch is set aside, the rest drains
+            await sync.sync_once(http, flush=True)
+            if store.buffered(Lane.TELEMETRY) == 0 and store.buffered(Lane.EVENTS) == 0:
+                break
+    (kept,) = store.quarantined()
+    assert (kept["lane"], kept["count"]) == ("telemetry", 10) and "malformed" in kept["reason"]
+    assert sync.stats.quarantined == 10
+    assert store.counters()["telemetry_quarantined_total"] == 10
+    # the other batch arrived, and the cloud was told what was set aside
+    assert cloud.rows("SELECT count(*) FROM readings")[0][0] == 1
+    (event,) = cloud.rows("SELECT data FROM events WHERE kind = 'store.batch_quarantined'")
+    assert '"count":10' in event[0]
