@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,24 @@ CREATE TABLE IF NOT EXISTS quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, lane
 """
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
+
+
+def _check_integrity(db: sqlite3.Connection) -> None:
+    (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    if verdict != "ok":
+        raise sqlite3.DatabaseError(f"integrity check failed: {verdict}")
+
+
+def _set_aside(path: Path, reason: str) -> Path:
+    """Move a damaged database (and its WAL and shared-memory files) to ``<name>.corrupt-<time>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(target.with_name(target.name + suffix))
+    log.critical("store %s is damaged (%s): moved to %s, starting a fresh store", path, reason, target)
+    return target
 # A batch's rows stay under this many bytes before compression, far inside the cloud's frame
 # and decompression limits whatever max_batch_records is set to.
 MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
@@ -107,13 +126,17 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_telemetry_rows = max_telemetry_rows
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each cycle is exactly one transaction.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(_SCHEMA)
+        self.set_aside: Path | None = None  # a corrupt database moved away at open, if any
+        try:
+            self._db = self._open(path, synchronous)
+        except sqlite3.DatabaseError as err:
+            # A damaged file (a power cut on a card that lies about flushes, a bad sector): keep it
+            # for forensics, never delete it, never crash-loop on it; start a fresh store and say so.
+            self.set_aside = _set_aside(path, str(err))
+            self._db = self._open(path, synchronous)
+            self._insert_set_aside_event(str(err))
         self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         # Extensions: ``writers`` run inside every append's transaction (local history), and
         # ``listeners`` see what each append committed, after the commit (the OPC-UA server).
@@ -122,6 +145,34 @@ class SqliteStore:
         if "telemetry_rows" not in self._counters:
             (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
             self._counters["telemetry_rows"] = n
+
+    @staticmethod
+    def _open(path: Path, synchronous: str) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each cycle is exactly one transaction.
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            _check_integrity(db)
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _insert_set_aside_event(self, reason: str) -> None:
+        assert self.set_aside is not None
+        now = time.time_ns() // 1_000_000
+        event = Event(
+            GATEWAY_DEVICE,
+            "store.database_set_aside",
+            now,
+            EventLevel.CRITICAL,
+            {"file": self.set_aside.name, "reason": reason[:500]},
+        )
+        self._db.execute("BEGIN IMMEDIATE")
+        self._insert_events([event])
+        self._db.execute("COMMIT")
 
     @property
     def db(self) -> sqlite3.Connection:

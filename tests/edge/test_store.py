@@ -184,3 +184,27 @@ def test_depth_oldest_and_last_ack_for_the_health_surface(tmp_path: Path) -> Non
     assert again.last_acks() == {Lane.EVENTS: 77_000}
     assert again.depth(Lane.TELEMETRY) == again.buffered(Lane.TELEMETRY)
     again.close()
+
+
+def test_a_damaged_database_is_set_aside_not_deleted_and_a_fresh_store_starts(tmp_path: Path) -> None:
+    from edge.store import SqliteStore
+    from gascore.records import Lane, Reading
+
+    path = tmp_path / "gateway.db"
+    store = SqliteStore(path)
+    store.append([Reading("d", "p", i, float(i)) for i in range(100)])
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # the header and first page overwritten: a torn write
+    path.write_bytes(bytes(data))
+    fresh = SqliteStore(path)
+    try:
+        assert fresh.set_aside is not None and fresh.set_aside.exists()
+        assert fresh.set_aside.read_bytes() == bytes(data)  # kept exactly as found
+        assert fresh.buffered(Lane.TELEMETRY) == 0
+        (event,) = [e for e in fresh.read_all(Lane.EVENTS) if e[1] == "store.database_set_aside"]
+        assert event[3] == "critical" and event[4]["file"] == fresh.set_aside.name
+        fresh.append([Reading("d", "p", 1, 1.0)])  # and it works
+    finally:
+        fresh.close()
+    assert SqliteStore(path).set_aside is None  # the fresh store opens cleanly next time
