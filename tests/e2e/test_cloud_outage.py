@@ -11,6 +11,7 @@ from edge.runtime import Gateway
 from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
 from support.gateway import enrolled_station
+from support.reliability import record
 from support.station import station_dict
 from support.wait import eventually
 
@@ -87,6 +88,16 @@ async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
             else:
                 assert drops == []
                 assert c.get("telemetry_dropped_total", 0) == 0
+            dropped = c.get("telemetry_dropped_total", 0)
+            record(
+                "cloud unreachable, then back"
+                + (f" (store bound {bound} rows: oldest dropped, counted, reported)" if bound else ""),
+                runs=1,
+                faults=1,
+                lost=c["telemetry_appended_total"] - dropped - stored,
+                duplicates=stored - distinct,
+                note=f"{stored} readings stored, {dropped} dropped by the bound and reported",
+            )
     finally:
         for sim in sims:
             await sim.stop()

@@ -19,6 +19,7 @@ from gascore.crypto import Signer, generate_signer
 from gascore.records import Event, EventLevel, Lane, Reading
 from support.cloud import CloudHandle, running_cloud
 from support.http import serve_batches
+from support.reliability import record
 
 
 @pytest.fixture
@@ -146,6 +147,16 @@ async def test_lost_acks_are_resent_and_stored_exactly_once(store, cloud, sm2_si
         assert store.buffered(Lane.TELEMETRY) == 0
         assert cloud.rows("SELECT count(*) FROM readings")[0][0] == 35
         assert cloud.ingestor.stats.duplicates == 4 == sync.stats.duplicates  # 4 batches, each acked twice
+        stored = int(cloud.rows("SELECT count(*) FROM readings")[0][0])
+        distinct = int(cloud.rows("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)")[0][0])
+        record(
+            "acks lost after the cloud committed (the retry must be idempotent)",
+            runs=1,
+            faults=4,
+            lost=35 - stored,
+            duplicates=stored - distinct,
+            note="4 batches acked twice",
+        )
     finally:
         await runner.cleanup()
 
