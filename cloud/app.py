@@ -382,6 +382,10 @@ async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamR
         return json_error(413, "too_large", f"body exceeds {MAX_FRAME_BYTES} bytes")
     except web.HTTPException:
         raise  # a deliberate HTTP answer (404 with a JSON body, ...)
+    except ConnectionResetError:
+        # The client went away in the middle of its request (a cut field link): nothing broke here.
+        log.info("%s %s: the client disconnected before its request was read", request.method, request.path)
+        return json_error(400, "disconnected", "the connection was lost while the request was read")
     except Exception:  # last resort: the caller gets JSON, the log gets the traceback
         incident = secrets.token_hex(4)
         log.exception("unhandled error in %s %s (incident %s)", request.method, request.path, incident)

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAULTS = [
     "tests/e2e/test_crash_safety.py",
     "tests/e2e/test_cloud_crash.py",
+    "tests/e2e/test_network_faults.py",
     "tests/e2e/test_cloud_outage.py",
     "tests/edge/test_sync.py",
     "tests/edge/test_store.py",
