@@ -11,8 +11,9 @@ is signed by the cloud and verified by the gateway before it is used).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
 
 from gascore.contract import ContractError, canonical_json
 from gascore.crypto import Signer, Verifier
@@ -102,6 +103,31 @@ def verify_command(item: Any, verifier: Verifier, gateway_id: str) -> Command:
     return cmd
 
 
+_R = TypeVar("_R", bound="PollRequest | FirmwareRequest")
+
+
+def _parse_signed_request(cls: type[_R], data: bytes, what: str) -> _R:
+    """A gateway's signed request body: exactly the canonical JSON of its fields (so the
+    signature covers every byte), each field of its declared type."""
+    names = [f.name for f in fields(cls)]
+    try:
+        raw = json.loads(data)
+    except ValueError as err:
+        raise ContractError(f"{what}: malformed ({err})") from err
+    if not isinstance(raw, dict) or set(raw) != set(names):
+        raise ContractError(f"{what}: malformed (fields must be {', '.join(names)})")
+    try:
+        req = cls(**{f.name: _TYPES[f.type](raw[f.name]) for f in fields(cls)})
+    except (ValueError, TypeError) as err:
+        raise ContractError(f"{what}: malformed ({err})") from err
+    if req.canonical() != data:
+        raise ContractError(f"{what}: body is not in canonical form")
+    return req
+
+
+_TYPES: dict[object, type] = {"str": str, "int": int, str: str, int: int}
+
+
 @dataclass(frozen=True, slots=True)
 class PollRequest:
     gateway_id: str
@@ -113,16 +139,7 @@ class PollRequest:
 
     @classmethod
     def parse(cls, data: bytes) -> PollRequest:
-        import json
-
-        try:
-            raw = json.loads(data)
-            req = cls(str(raw["gateway_id"]), int(raw["ts_ms"]), int(raw["after"]))
-        except (ValueError, KeyError, TypeError) as err:
-            raise ContractError(f"poll: malformed ({err})") from err
-        if req.canonical() != data:
-            raise ContractError("poll: body is not in canonical form")
-        return req
+        return _parse_signed_request(cls, data, "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +155,4 @@ class FirmwareRequest:
 
     @classmethod
     def parse(cls, data: bytes) -> FirmwareRequest:
-        import json
-
-        try:
-            raw = json.loads(data)
-            req = cls(str(raw["gateway_id"]), int(raw["ts_ms"]), str(raw["version"]))
-        except (ValueError, KeyError, TypeError) as err:
-            raise ContractError(f"firmware request: malformed ({err})") from err
-        if req.canonical() != data:
-            raise ContractError("firmware request: body is not in canonical form")
-        return req
+        return _parse_signed_request(cls, data, "firmware request")
