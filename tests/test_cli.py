@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from support.cloud import cloud_process
 from support.station import station_dict, write_station
 
 
@@ -22,44 +23,11 @@ def gasiot(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    key_file = tmp_path / "admin.key"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gasiot",
-            "cloud",
-            "serve",
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key-file",
-            str(key_file),
-            "--insecure-dev",  # loopback only; TLS is covered by tests/e2e/test_tls_sync.py
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server reports its address
-        assert line.startswith("gasiot cloud listening on "), (
-            line,
-            proc.stderr.read() if proc.stderr else "",
-        )
-        url = line.split()[-1]
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        yield url, key_file.read_text().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
-    log = ""
-    assert "gsk_" not in log
+    # plain HTTP on loopback only; TLS is covered by tests/e2e/test_tls_sync.py
+    with cloud_process(tmp_path) as (url, key, log):
+        assert stat.S_IMODE((tmp_path / "admin.key").stat().st_mode) == 0o600
+        yield url, key
+    assert "gsk_" not in log.read_text()  # the admin key is never logged
 
 
 def token(url: str, admin_key: str, gateway_id: str) -> str:

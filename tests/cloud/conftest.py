@@ -3,8 +3,6 @@ gateway, and ``Batches``, which builds and posts signed frames for it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from gascore.contract import PROTOCOL_VERSION, BatchHeader, Codec, Frame, build_frame
 from gascore.crypto import Signer, sm3_digest
 from gascore.records import Lane
-from support.cloud import CloudHandle, running_cloud
+from support.cloud import CloudHandle, cloud_process, running_cloud
 
 GW = "gw-sec"
 T0 = 1_700_000_000_000
@@ -129,32 +127,5 @@ def batches(cloud: CloudHandle, http: aiohttp.ClientSession, enrolled: Signer) -
 @pytest.fixture
 def cloud_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `gasiot cloud serve` process on SQLite: (base URL, admin API key)."""
-    key_file = tmp_path / "admin.key"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gasiot",
-            "cloud",
-            "serve",
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key-file",
-            str(key_file),
-            "--insecure-dev",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "gasiot cloud listening on URL" (blocks until ready)
-        assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
-        yield line.rsplit(" ", 1)[1].strip(), key_file.read_text().strip()
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=30)
-        assert "incident" not in stderr, stderr[-3000:]  # an unhandled error inside a handler
+    with cloud_process(tmp_path) as (url, key, _):
+        yield url, key

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from gascore.contract import GENESIS_DIGEST, Frame, build_frame
 from gascore.crypto import Signer, generate_signer
 from gascore.records import Lane
+from support.cloud import cloud_process
 from support.wait import eventually
 
 pytestmark = pytest.mark.slow
@@ -33,43 +32,11 @@ RACES = 4
 
 
 @contextlib.contextmanager
-def cloud_process(db_url: str, tmp: Path, name: str) -> Iterator[str]:
+def serve(db_url: str, tmp: Path, name: str) -> Iterator[str]:
     """One `gasiot cloud serve` process; yields its URL.  Both processes share the key files."""
-    log = (tmp / f"{name}.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gasiot",
-            "cloud",
-            "serve",
-            "--db",
-            db_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-dev",
-            "--admin-key-file",
-            str(tmp / "admin.key"),
-            "--cloud-key-file",
-            str(tmp / "cloud.key"),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server reports its address (or exits)
-        assert line.startswith("gasiot cloud listening on "), (line, (tmp / f"{name}.log").read_text())
-        yield line.split()[-1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        if proc.stdout:
-            proc.stdout.close()
-        log.close()
+    extra = ("--cloud-key-file", str(tmp / "cloud.key"), "--log-level", "WARNING")
+    with cloud_process(tmp, db_url, name=name, extra=extra) as (url, _, _):
+        yield url
 
 
 async def enroll(http: aiohttp.ClientSession, token_from: str, enroll_at: str, key: str, gw: str, s: Signer) -> None:
@@ -114,7 +81,7 @@ async def post(http: aiohttp.ClientSession, url: str, f: Frame) -> tuple[int, di
 
 
 async def test_two_cloud_processes_store_every_reading_once(pg_url: str, tmp_path: Path) -> None:
-    with cloud_process(pg_url, tmp_path, "a") as a, cloud_process(pg_url, tmp_path, "b") as b:
+    with serve(pg_url, tmp_path, "a") as a, serve(pg_url, tmp_path, "b") as b:
         clouds = (a, b)
         key = (tmp_path / "admin.key").read_text().strip()
         signers = [generate_signer("sm2-sm3" if g % 2 else "ed25519") for g in range(GATEWAYS)]

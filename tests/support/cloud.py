@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +65,33 @@ async def running_cloud(db_path: Path, port: int = 0) -> AsyncIterator[CloudHand
         yield handle
     finally:
         await handle.runner.cleanup()
+
+
+@contextlib.contextmanager
+def cloud_process(
+    tmp: Path, db_url: str | None = None, *, name: str = "cloud", extra: Sequence[str] = ()
+) -> Iterator[tuple[str, str, Path]]:
+    """A real `gasiot cloud serve --insecure-dev` process on a free loopback port (its own
+    SQLite file unless ``db_url``): yields (URL, admin API key, log file).  On exit it is
+    stopped; the log must show no unhandled error ("incident")."""
+    import subprocess
+    import sys
+
+    key_file, log_path = tmp / "admin.key", tmp / f"{name}.log"
+    command = [
+        sys.executable, "-m", "gasiot", "cloud", "serve", "--db", db_url or f"sqlite:///{tmp / f'{name}.db'}",
+        "--listen", "127.0.0.1:0", "--admin-key-file", str(key_file), "--insecure-dev", *extra,
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # blocks until the server reports its address (or exits)
+            assert line.startswith("gasiot cloud listening on "), (line, log_path.read_text())
+            yield line.split()[-1], key_file.read_text().strip(), log_path
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            if proc.stdout:
+                proc.stdout.close()
+    assert "incident" not in log_path.read_text(), log_path.read_text()[-3000:]
