@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from _require import _missing, require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -50,20 +49,6 @@ def node(name: str, **kw: Any) -> OpcUaPoint:
 
 
 # ---------------------------------------------------------------------- the peer
-
-
-@pytest.fixture(scope="session")
-def node_opcua() -> Path:
-    """node, with node-opcua installed in tests/peers/node_modules (npm ci when missing)."""
-    node_bin = require_tool("node")
-    if not (HERE / "node_modules" / "node-opcua" / "package.json").is_file():
-        npm = require_tool("npm")
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True, timeout=600, check=False
-        )
-        if result.returncode != 0:
-            _missing(f"npm ci in {HERE} failed: {result.stderr.strip()[-500:]}")
-    return Path(node_bin)
 
 
 @pytest.fixture(scope="session")
