@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -477,6 +478,15 @@ class Gateway:
                 await self.sync.drain(session)
 
 
+def freeze_long_lived_heap() -> None:
+    """Move what exists now (the OPC-UA address space: millions of objects that live as long as
+    the process) out of the garbage collector's full passes.  Without this each full pass re-scans
+    them all and stalls the event loop for most of a second, long enough for SCADA subscriptions
+    with queue size 1 to lose updates (scripts/bench/opcua_fanout.py).  Called once, at start."""
+    gc.collect()
+    gc.freeze()
+
+
 def _config_event(kind: str, level: EventLevel, version: Any, **data: Any) -> Event:
     return Event("_gateway", kind, now_ms(), level, {"version": version, **data})
 
@@ -546,6 +556,7 @@ async def serve(
             if gateway.station.opcua_server is not None and northbound is None:
                 northbound = NorthboundServer(gateway.station, gateway.store.path)
                 await northbound.start()
+                freeze_long_lived_heap()
             gateway.northbound = northbound if gateway.station.opcua_server is not None else None
             gateway.request_reload = reload.set
             gateway.request_stop = stop.set
