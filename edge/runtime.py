@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from drivers.backoff import Backoff
-from drivers.base import Subscription
+from drivers.base import DriverError, Subscription
 from drivers.registry import DriverSpec, spec_for
 from edge import config_apply, upgrade
 from edge.cert_renewal import keep_renewed
@@ -199,13 +200,35 @@ class Gateway:
         async def firmware_apply(command: Command) -> Outcome:
             return await self._apply_firmware(command)
 
+        async def device_read(command: Command) -> Outcome:
+            return await self._reread(str(command.body.get("device", "")))
+
         return {
             "alarm.ack": alarm_ack,
             "point.write": point_write,
             "service.call": service_call,
             "config.apply": config_apply,
             "firmware.apply": firmware_apply,
+            "device.read": device_read,
         }
+
+    async def _reread(self, device_id: str) -> Outcome:
+        """Read a polled device now (a dispatcher doubting a value): the values go to the store as
+        a normal poll cycle, and the result names what the device answered."""
+        poller = next((p for p in self.pollers if p.device_id == device_id), None)
+        if poller is None:
+            return Outcome("refused", f"no polled device {device_id!r} on this gateway")
+        try:
+            samples = await poller.channel.read(poller.unit, poller.points)
+        except DriverError as err:
+            return Outcome("failed", f"{device_id}: {err}")
+        await poller.poll_once()
+        bindings = dict(poller.points)
+        values = {
+            s.key: _engineering(bindings.get(s.key), s.value) if s.error is None else f"error: {s.error}"
+            for s in samples
+        }
+        return Outcome("done", json.dumps(values, ensure_ascii=False, default=str)[:4000])
 
     async def _apply_firmware(self, command: Command) -> Outcome:
         """Fetch, verify and install a release, put it on trial and exit so that gasiot-launch
@@ -489,6 +512,14 @@ def freeze_long_lived_heap() -> None:
 
 def _config_event(kind: str, level: EventLevel, version: Any, **data: Any) -> Event:
     return Event("_gateway", kind, now_ms(), level, {"version": version, **data})
+
+
+def _engineering(binding: Any, raw: Any) -> Any:
+    """A raw wire value in engineering units (the forward direction of ``to_raw``)."""
+    if binding is None or isinstance(raw, bool) or not isinstance(raw, int | float):
+        return raw
+    value = raw * getattr(binding, "scale", 1.0) + getattr(binding, "offset", 0.0)
+    return round(value, 9)
 
 
 def to_raw(binding: Any, value: Any) -> Any:

@@ -32,6 +32,8 @@ COMMAND_TYPES: dict[str, tuple[str, ...]] = {
     "config.apply": ("version", "sha256", "yaml"),
     # A new gateway release: fetched with a FirmwareRequest, checked against sha256, put on trial.
     "firmware.apply": ("version", "sha256", "filename", "size"),
+    # Read a device now; the result names what it answered.
+    "device.read": ("device", "by"),
 }
 
 

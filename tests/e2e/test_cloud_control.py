@@ -106,6 +106,11 @@ async def test_point_write_and_service_call_from_the_cloud(tmp_path: Path) -> No
                     return [(k, json.loads(d)) for k, d in rows]
 
                 await eventually(lambda: sum(k == "control.done" for k, _ in audit()) == 2, what="audit in the cloud")
+                # A re-read on request: the result names what the device answered.
+                assert await post(cloud, {"type": "device.read", "body": {"device": "dev0", "by": "调度中心"}}) == 201
+                await eventually(lambda: results()[-1][0] == "done", what="re-read done")
+                detail = json.loads(json.loads(results()[-1][1])["detail"])
+                assert detail["setpoint"] == pytest.approx(2.2) and "outlet_pressure" in detail
                 # The gateway announced its device: the registry knows it (held: model not uploaded).
                 from cloud.appkeys import REGISTRY
 
