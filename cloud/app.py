@@ -508,6 +508,7 @@ def create_app(
     app[ALARMS] = AlarmView(db)
     app[CALIBRATION] = Calibration(db, now_ms)
     app[NOTIFIER] = Notifier(db, app[ALARMS], app[REGISTRY], notifier_config or NotifierConfig(), now_ms)
+    app[NOTIFIER].calibration = app[CALIBRATION]
     app[INGESTOR].observers += [
         announced_devices(app[REGISTRY]),
         app[CONFIGS].observer(),

@@ -27,6 +27,7 @@ import aiohttp
 
 from cloud.access import Principal, parse_scopes
 from cloud.alarm_view import PRIORITY_RANK, AlarmView
+from cloud.calibration import Calibration
 from cloud.registry import Registry
 from cloud.sqldb import Dialect, SqlDb
 from gascore.records import Event
@@ -74,6 +75,7 @@ class Rule:
     recipients: tuple[Recipient, ...]
     escalate_after_s: int = 0
     escalate_to: tuple[Recipient, ...] = ()
+    topics: frozenset[str] = frozenset({"alarms"})  # alarms, calibration
 
     @classmethod
     def parse(cls, rule_id: int, body: dict[str, Any]) -> Rule:
@@ -100,6 +102,9 @@ class Rule:
         escalate = body.get("escalate_after_s", 0)
         if not isinstance(escalate, int) or escalate < 0:
             raise RuleError("escalate_after_s: whole seconds, 0 for none")
+        topics = body.get("topics", ["alarms"])
+        if not isinstance(topics, list) or not topics or not set(topics) <= {"alarms", "calibration"}:
+            raise RuleError("topics: a list of alarms, calibration")
         rule = cls(
             rule_id,
             str(body.get("name", f"rule {rule_id}")),
@@ -109,6 +114,7 @@ class Rule:
             recipients("recipients"),
             escalate,
             recipients("escalate_to"),
+            frozenset(topics),
         )
         if not rule.recipients:
             raise RuleError("recipients: at least one")
@@ -145,6 +151,7 @@ class Notifier:
         self.registry = registry
         self.config = config
         self.clock = clock
+        self.calibration: Calibration | None = None  # set by the app: calibration reminders
         db.script(DDL)
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
         alarms.listeners.append(self._on_alarm)
@@ -197,6 +204,8 @@ class Notifier:
                 )
 
     def _matches(self, rule: Rule, gateway_id: str, alarm: dict[str, Any]) -> bool:
+        if "alarms" not in rule.topics:
+            return False
         if PRIORITY_RANK.get(alarm["priority"], 0) < PRIORITY_RANK[rule.min_priority]:
             return False
         hour = (
@@ -235,8 +244,39 @@ class Notifier:
             await asyncio.sleep(self.config.escalation_check_s)  # a check period, not synchronisation
             try:
                 await self.escalate()
+                await self.remind_calibration()
             except Exception:  # the escalation loop must survive one bad row
                 log.exception("escalation pass failed")
+
+    async def remind_calibration(self) -> int:
+        """Instruments due within 30 days or overdue: one reminder per due date and recipient of
+        the rules with the calibration topic (O-8.4d).  Returns how many went out."""
+        if self.calibration is None:
+            return 0
+        rules = [r for r in self.rules() if "calibration" in r.topics]
+        sent = 0
+        for item in self.calibration.status():
+            if item["status"] == "ok":
+                continue
+            reminder = {
+                "alarm_id": f"calibration:{item['device_id']}",
+                "raised_ms": item["due_ms"] or 0,
+                "device": item["device_id"],
+                "rule": "calibration",
+                "priority": "high" if item["status"] == "overdue" else "medium",
+                "message_zh": "仪表检定已逾期" if item["status"] == "overdue" else "仪表检定即将到期",
+                "message_en": f"calibration {item['status'].replace('_', ' ')}",
+                "value": item["due_ms"],
+                "state": item["status"],
+            }
+            for rule in rules:
+                placement = self.registry.placement(item["gateway_id"])
+                scope = Principal("rule", "viewer", rule.scopes)
+                if not (scope.everywhere or (placement and scope.sees(placement.station_id, placement.org_id))):
+                    continue
+                for recipient in rule.recipients:
+                    sent += await self._notify(rule, 1, recipient, item["gateway_id"], reminder)
+        return sent
 
     async def escalate(self) -> int:
         """Escalate first-tier notifications whose alarm is still unacknowledged after the rule's

@@ -183,3 +183,28 @@ async def test_failures_and_limits_are_recorded(batches, inbox) -> None:
         ("sms", "failed"),
     ]
     assert len(handler.messages) == 2
+
+
+async def test_calibration_reminders(batches, inbox) -> None:
+    import time
+
+    from cloud.appkeys import CALIBRATION
+
+    cloud = batches.cloud
+    handler, smtp_port = inbox
+    notifier = cloud.app[NOTIFIER]
+    notifier.config.smtp_host, notifier.config.smtp_port = "127.0.0.1", smtp_port
+    notifier.add_rule(
+        {"topics": ["calibration"], "recipients": [{"channel": "email", "to": "metrology@example.cn"}]}, "t"
+    )
+    notifier.add_rule({"recipients": [{"channel": "email", "to": "alarms-only@example.cn"}]}, "t")
+    now = int(time.time() * 1000)
+    calibration = cloud.app[CALIBRATION]
+    calibration.plan("gw-sec", "gate-meter", 365, now - 400 * 86_400_000)  # overdue
+    calibration.plan("gw-sec", "town-meter", 365, now - 350 * 86_400_000)  # due within 30 days
+    calibration.plan("gw-sec", "new-meter", 365, now - 10 * 86_400_000)  # fine
+    assert await notifier.remind_calibration() == 2
+    assert await notifier.remind_calibration() == 0  # once per due date
+    subjects = sorted(m["Subject"] for m in handler.messages)
+    assert len(subjects) == 2 and all(m["To"] == "metrology@example.cn" for m in handler.messages)
+    assert any("逾期" in s for s in subjects) and any("即将到期" in s for s in subjects)
