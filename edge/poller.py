@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from drivers.backoff import Backoff
 from drivers.base import CommError, Driver, NoAnswer, Sample
+from edge.clock import CLOCK
 from edge.device_status import DeviceStatus
 from edge.processing import DeviceProcessor
 from gascore.records import Event, Reading
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Reading and event time: the system clock, never running backwards (edge/clock.py)."""
+    return CLOCK.now_ms()
 
 
 class RunningChannel:

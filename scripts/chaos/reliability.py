@@ -28,6 +28,7 @@ FAULTS = [
     "tests/e2e/test_crash_safety.py",
     "tests/e2e/test_cloud_crash.py",
     "tests/e2e/test_network_faults.py",
+    "tests/edge/test_clock.py",
     "tests/e2e/test_cloud_outage.py",
     "tests/edge/test_sync.py",
     "tests/edge/test_store.py",
