@@ -27,6 +27,7 @@ from cloud.appkeys import (
     IDENTITY,
     INGESTOR,
     LIMITER,
+    LIVE,
     NOTIFIER,
     PRINCIPAL,
     REGISTRY,
@@ -37,7 +38,8 @@ from cloud.appkeys import (
     tls_gateway,
 )
 from cloud.audit import DEFAULT_RULES, AuditLog
-from cloud.auth import API_KEY_PREFIX, TOKEN_PREFIX, new_secret, secret_hash
+from cloud.auth import TOKEN_PREFIX, new_secret, secret_hash
+from cloud.bearer import bearer_token, principal_for
 from cloud.ca import CertificateAuthority, CertificateRefused, CsrRefused, check_csr
 from cloud.calibration import Calibration
 from cloud.commands import (
@@ -73,6 +75,7 @@ from cloud.http import (
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor, IngestRefused
 from cloud.key_wrap import PayloadKeyWrap
+from cloud.live import LiveHub
 from cloud.notify import Notifier, NotifierConfig
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry, announced_devices
@@ -81,6 +84,8 @@ from cloud.routes_alarms import ALARM_ROUTES
 from cloud.routes_analytics import ANALYTICS_ROUTES
 from cloud.routes_audit import AUDIT_ROUTES
 from cloud.routes_config import CONFIG_ROUTES
+from cloud.routes_console import CONSOLE_ROUTES
+from cloud.routes_console_api import CONSOLE_API_ROUTES
 from cloud.routes_identity import IDENTITY_ROUTES
 from cloud.routes_registry import REGISTRY_ROUTES
 from cloud.sqldb import SqlDb, SqliteDb
@@ -194,13 +199,21 @@ async def list_gateways(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     ca = request.app.get(CA)
     visible = [g for g in repo.gateways() if sees_gateway(request, g.gateway_id)]
-    return web.json_response({"gateways": [_gateway_status(repo, g, ca) for g in visible]})
+    return web.json_response({"gateways": [_placed(request, _gateway_status(repo, g, ca)) for g in visible]})
 
 
 async def gateway_status(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     gw = gateway_or_404(request)
-    return web.json_response(_gateway_status(repo, gw, request.app.get(CA)))
+    return web.json_response(_placed(request, _gateway_status(repo, gw, request.app.get(CA))))
+
+
+def _placed(request: web.Request, status: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's station and lifecycle from the registry (None when it is not placed)."""
+    placement = request.app[REGISTRY].placement(status["gateway_id"])
+    status["station_id"] = placement.station_id if placement else None
+    status["lifecycle"] = placement.lifecycle if placement else None
+    return status
 
 
 def _certificate_status(ca: CertificateAuthority | None, gateway_id: str) -> dict[str, Any] | None:
@@ -365,6 +378,8 @@ ROUTES: tuple[Route, ...] = (
     *ALARM_ROUTES,
     *ANALYTICS_ROUTES,
     *EXCHANGE_ROUTES,
+    *CONSOLE_API_ROUTES,
+    *CONSOLE_ROUTES,
 )
 
 
@@ -413,14 +428,7 @@ async def _authorized(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _principal(request: web.Request) -> Principal | None:
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    if not token:
-        return None
-    if token.startswith(API_KEY_PREFIX):  # the operator's bootstrap and service keys: unscoped
-        role = request.app[REPO].api_key_role(secret_hash(token))
-        return Principal(f"apikey:{role}:{secret_hash(token)[:8]}", role, frozenset({"*"})) if role else None
-    return request.app[IDENTITY].principal_for(token)
+    return principal_for(request.app, bearer_token(request))
 
 
 _BODY_CONTENT: dict[str, dict[str, Any]] = {
@@ -524,6 +532,12 @@ def create_app(
             await task
 
     app.cleanup_ctx.append(notifications)
+    app[LIVE] = LiveHub(lambda gateway_id: repo.latest(gateway_id, None))
+
+    async def end_streams(app: web.Application) -> None:
+        app[LIVE].close()  # open live streams must not hold up the shutdown
+
+    app.on_shutdown.append(end_streams)
     app[CLOUD_SIGNER] = cloud_signer or generate_signer()
     if ca is not None:
         app[CA] = ca

@@ -15,6 +15,7 @@ from cloud.configs import ConfigStore
 from cloud.firmware_store import FirmwareStore
 from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
+from cloud.live import LiveHub
 from cloud.notify import Notifier
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry
@@ -36,6 +37,7 @@ FIRMWARE = web.AppKey("firmware", FirmwareStore)
 ALARMS = web.AppKey("alarms", AlarmView)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CALIBRATION = web.AppKey("calibration", Calibration)
+LIVE = web.AppKey("live", LiveHub)  # live values for the console's streams
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 

@@ -78,6 +78,14 @@ class Repository(Protocol):
     def events(
         self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int
     ) -> list[dict[str, Any]]: ...
+    def series_buckets(
+        self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, bucket_ms: int
+    ) -> list[dict[str, Any]]:
+        """Downsampled history (the console's trends): per bucket of ``bucket_ms`` from ``from_ms``,
+        the min, max and mean of the numeric values (booleans as 0/1), ``count`` of them and
+        ``bad`` readings of any quality but good.  Only buckets that hold readings, in order."""
+        ...
+
     def counts(self, gateway_id: str) -> dict[str, int]: ...
     def add_command(
         self,
@@ -482,10 +490,40 @@ class SqliteRepository:
             for d, k, ts, lvl, data in rows
         ]
 
+    def series_buckets(
+        self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, bucket_ms: int
+    ) -> list[dict[str, Any]]:
+        num = "CASE WHEN typeof(value) IN ('integer', 'real') THEN value END"  # not strings
+        rows = self._db.execute(
+            f"SELECT (ts_ms - ?) / ? AS b, min({num}), max({num}), avg({num}), count({num}),"  # noqa: S608
+            " sum(quality <> 'good') FROM readings WHERE gateway_id=? AND device=? AND point=?"
+            " AND ts_ms >= ? AND ts_ms < ? GROUP BY b ORDER BY b",
+            (from_ms, bucket_ms, gateway_id, device, point, from_ms, to_ms),
+        ).fetchall()
+        return [bucket_row(from_ms, bucket_ms, *r) for r in rows]
+
     def counts(self, gateway_id: str) -> dict[str, int]:
         (readings,) = self._db.execute("SELECT count(*) FROM readings WHERE gateway_id=?", (gateway_id,)).fetchone()
         (events,) = self._db.execute("SELECT count(*) FROM events WHERE gateway_id=?", (gateway_id,)).fetchone()
         return {"readings": int(readings), "events": int(events)}
+
+
+def bucket_row(
+    from_ms: int, bucket_ms: int, b: int, lo: Any, hi: Any, mean: Any, count: int, bad: int | None
+) -> dict[str, Any]:
+    """One row of ``series_buckets`` (the same shape from every implementation)."""
+    return {
+        "ts_ms": from_ms + int(b) * bucket_ms,
+        "min": _float(lo),
+        "max": _float(hi),
+        "avg": _float(mean),
+        "count": int(count),
+        "bad": int(bad or 0),
+    }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _newest_ts(previous: int | None, records: Sequence[Reading] | Sequence[Event]) -> int | None:

@@ -43,7 +43,16 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-from cloud.repository import ROLES, GatewayRecord, LaneRecord, RepositoryError, Role, SeqConflict, _newest_ts
+from cloud.repository import (
+    ROLES,
+    GatewayRecord,
+    LaneRecord,
+    RepositoryError,
+    Role,
+    SeqConflict,
+    _newest_ts,
+    bucket_row,
+)
 from gascore.contract import GENESIS_DIGEST, BatchHeader, canonical_json
 from gascore.downlink import Command
 from gascore.records import Event, Lane, Reading
@@ -655,6 +664,19 @@ class PostgresRepository:
                 (gateway_id, device, point, from_ms, to_ms, limit),
             ).fetchall()
         return [{"ts_ms": ts, "value": _value(v, tv, vt), "quality": q} for ts, v, tv, vt, q in rows]
+
+    def series_buckets(
+        self, gateway_id: str, device: str, point: str, from_ms: int, to_ms: int, bucket_ms: int
+    ) -> list[dict[str, Any]]:
+        # `value` holds every number (integers too, as doubles) and booleans as 0/1; strings are NULL.
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT (ts_ms - %s) / %s AS b, min(value), max(value), avg(value), count(value),"
+                " count(*) FILTER (WHERE quality <> 'good') FROM readings WHERE gateway_id = %s AND device = %s"
+                " AND point = %s AND ts_ms >= %s AND ts_ms < %s GROUP BY b ORDER BY b",
+                (from_ms, bucket_ms, gateway_id, device, point, from_ms, to_ms),
+            ).fetchall()
+        return [bucket_row(from_ms, bucket_ms, *r) for r in rows]
 
     def events(self, gateway_id: str, device: str | None, from_ms: int, to_ms: int, limit: int) -> list[dict[str, Any]]:
         sql = "SELECT device, kind, ts_ms, level, data FROM events WHERE gateway_id = %s AND ts_ms >= %s AND ts_ms < %s"

@@ -21,6 +21,10 @@ PUBLIC_PATHS = {
     ("GET", "/healthz"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/password"),  # the old password is the credential (an expired one cannot log in)
+    # the web console: one page and its static files, no data (that comes from this API, with a session)
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/static/{name}"),
 }
 CREDENTIALED = [r for r in ROUTES if r.auth in PERMISSIONS or r.auth == AUTHENTICATED]
 

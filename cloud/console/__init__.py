@@ -1,0 +1,1 @@
+"""The web console's files (``static/``), served by cloud.routes_console."""
