@@ -213,6 +213,8 @@ def _placed(request: web.Request, status: dict[str, Any]) -> dict[str, Any]:
     placement = request.app[REGISTRY].placement(status["gateway_id"])
     status["station_id"] = placement.station_id if placement else None
     status["lifecycle"] = placement.lifecycle if placement else None
+    # How far the gateway's clock is from the cloud's, from its recent batches (#8: clock skew).
+    status["clock"] = request.app[INGESTOR].clock_offset(status["gateway_id"])
     return status
 
 

@@ -14,6 +14,7 @@ re-sends them under new seqs.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ from gascore.crypto import CryptoError, verifier_for
 from gascore.records import Event, Lane, Reading
 
 log = logging.getLogger(__name__)
+
+CLOCK_WINDOW = 10  # batches
+CLOCK_TOLERANCE_MS = 120_000
 
 UNAUTHENTICATED = "unauthenticated"
 UNAUTHENTICATED_DETAIL = "signature or gateway not recognised"
@@ -105,6 +109,23 @@ class Ingestor:
         self.observers: list[Callable[[str, Sequence[Event]], None]] = []
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
+        # cloud time − batch creation time of the last batches, per gateway: the smallest is
+        # transfer time plus the clock difference (a resent old batch only makes it larger).
+        self._offsets: dict[str, deque[int]] = {}
+
+    def clock_offset(self, gateway_id: str) -> dict[str, Any] | None:
+        """How far the gateway's clock seems from the cloud's (None before any batch)."""
+        recent = self._offsets.get(gateway_id)
+        if not recent:
+            return None
+        offset = min(recent)
+        warning = None
+        if offset < -CLOCK_TOLERANCE_MS:
+            warning = f"the gateway's clock is {-offset / 1000:.0f} s ahead of the cloud's"
+        elif offset > CLOCK_TOLERANCE_MS and len(recent) == recent.maxlen:
+            late = offset / 1000
+            warning = f"the gateway's clock is {late:.0f} s behind the cloud's (or every recent batch was late)"
+        return {"offset_ms": -offset, "warning": warning}
 
     def ingest(self, data: bytes, now_ms: int, *, tls_gateway: str | None = None) -> Ack:
         """``tls_gateway``: the gateway id of the client certificate on this connection (mutual TLS);
@@ -154,6 +175,7 @@ class Ingestor:
             raise IngestRefused(409, "conflict", str(err), {"retry": True}) from err
         self.stats.stored_batches += 1
         self.stats.stored_records += len(records) - ignored
+        self._offsets.setdefault(h.gateway_id, deque(maxlen=CLOCK_WINDOW)).append(now_ms - h.created_ms)
         if h.lane is Lane.EVENTS and self.observers:
             stored = [r for r in records if isinstance(r, Event)]
             for observer in self.observers:

@@ -140,3 +140,16 @@ async def test_gateway_status_reports_how_old_the_newest_data_is(batches) -> Non
     assert (await batches.post(batches.frame(1, GENESIS_DIGEST, ev, lane=Lane.EVENTS))).status == 200
     status = await batches.get(f"/v1/gateways/{batches.gateway_id}")
     assert status["lanes"]["events"]["newest_ts_ms"] == hour_ago - 5_000
+
+
+async def test_a_gateway_clock_ahead_is_flagged(batches, http) -> None:
+    import time
+
+    cloud = batches.cloud
+    ahead = int(time.time() * 1000) + 3_600_000  # the gateway's clock an hour ahead
+    frame = batches.frame(1, GENESIS_DIGEST, [Reading("box", "p", ahead, 1.0).to_wire()], created_ms=ahead)
+    assert (await batches.post(frame)).status == 200
+    async with http.get(f"{cloud.url}/v1/gateways/gw-sec", headers=cloud.auth()) as r:
+        clock = (await r.json())["clock"]
+    assert 3_590_000 < clock["offset_ms"] <= 3_600_000
+    assert "ahead" in clock["warning"]
