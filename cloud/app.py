@@ -23,6 +23,7 @@ from cloud.appkeys import (
     CALIBRATION,
     CLOUD_SIGNER,
     CONFIGS,
+    EXPORTS,
     FIRMWARE,
     IDENTITY,
     INGESTOR,
@@ -77,6 +78,7 @@ from cloud.ingest import Ingestor, IngestRefused
 from cloud.key_wrap import PayloadKeyWrap
 from cloud.live import LiveHub
 from cloud.notify import Notifier, NotifierConfig
+from cloud.push_export import PushExporter
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry, announced_devices
 from cloud.repository import GatewayRecord, Repository
@@ -86,6 +88,7 @@ from cloud.routes_audit import AUDIT_ROUTES
 from cloud.routes_config import CONFIG_ROUTES
 from cloud.routes_console import CONSOLE_ROUTES
 from cloud.routes_console_api import CONSOLE_API_ROUTES
+from cloud.routes_exports import EXPORT_ROUTES
 from cloud.routes_identity import IDENTITY_ROUTES
 from cloud.routes_registry import REGISTRY_ROUTES
 from cloud.sqldb import SqlDb, SqliteDb
@@ -380,6 +383,7 @@ ROUTES: tuple[Route, ...] = (
     *ALARM_ROUTES,
     *ANALYTICS_ROUTES,
     *EXCHANGE_ROUTES,
+    *EXPORT_ROUTES,
     *CONSOLE_API_ROUTES,
     *CONSOLE_ROUTES,
 )
@@ -519,6 +523,9 @@ def create_app(
     app[CALIBRATION] = Calibration(db, now_ms)
     app[NOTIFIER] = Notifier(db, app[ALARMS], app[REGISTRY], notifier_config or NotifierConfig(), now_ms)
     app[NOTIFIER].calibration = app[CALIBRATION]
+    app[EXPORTS] = PushExporter(db, app[REGISTRY], now_ms)
+    app[INGESTOR].reading_observers.append(app[EXPORTS].on_readings)
+    app[INGESTOR].observers.append(app[EXPORTS].on_events)
     app[INGESTOR].observers += [
         announced_devices(app[REGISTRY]),
         app[CONFIGS].observer(),
@@ -527,11 +534,16 @@ def create_app(
     ]
 
     async def notifications(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[NOTIFIER].run(), name="notifier")
+        tasks = [
+            asyncio.create_task(app[NOTIFIER].run(), name="notifier"),
+            asyncio.create_task(app[EXPORTS].run(), name="push-export"),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(notifications)
     app[LIVE] = LiveHub(lambda gateway_id: repo.latest(gateway_id, None))

@@ -17,6 +17,7 @@ from cloud.identity import IdentityStore
 from cloud.ingest import Ingestor
 from cloud.live import LiveHub
 from cloud.notify import Notifier
+from cloud.push_export import PushExporter
 from cloud.ratelimit import RateLimiter
 from cloud.registry import Registry
 from cloud.repository import Repository
@@ -37,6 +38,7 @@ FIRMWARE = web.AppKey("firmware", FirmwareStore)
 ALARMS = web.AppKey("alarms", AlarmView)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CALIBRATION = web.AppKey("calibration", Calibration)
+EXPORTS = web.AppKey("exports", PushExporter)
 LIVE = web.AppKey("live", LiveHub)  # live values for the console's streams
 CA = web.AppKey("ca", CertificateAuthority)  # set when the cloud runs its utility CA
 REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)

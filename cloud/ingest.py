@@ -107,6 +107,8 @@ class Ingestor:
         self.key_wrap = key_wrap or PayloadKeyWrap.ephemeral()
         # Called with each stored events batch (gateway id, events): registry, notifications.
         self.observers: list[Callable[[str, Sequence[Event]], None]] = []
+        # Called with each stored telemetry batch (gateway id, readings): push export.
+        self.reading_observers: list[Callable[[str, Sequence[Reading]], None]] = []
         self.stats = IngestStats()
         self._verifiers: dict[tuple[str, str], Any] = {}
         # cloud time − batch creation time of the last batches, per gateway: the smallest is
@@ -176,6 +178,13 @@ class Ingestor:
         self.stats.stored_batches += 1
         self.stats.stored_records += len(records) - ignored
         self._offsets.setdefault(h.gateway_id, deque(maxlen=CLOCK_WINDOW)).append(now_ms - h.created_ms)
+        if h.lane is Lane.TELEMETRY and self.reading_observers:
+            readings = [r for r in records if isinstance(r, Reading)]
+            for reading_observer in self.reading_observers:
+                try:
+                    reading_observer(h.gateway_id, readings)
+                except Exception:  # the batch is stored and acked whatever an observer does
+                    log.exception("readings observer %r failed", reading_observer)
         if h.lane is Lane.EVENTS and self.observers:
             stored = [r for r in records if isinstance(r, Event)]
             for observer in self.observers:
