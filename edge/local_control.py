@@ -106,6 +106,12 @@ class LocalControl:
             self.alarms.restore_dirty(dirty)
             raise
 
+    def shelve(self, alarm_id: str, until_ms: int, by: str, reason: str, origin: str = "cloud") -> tuple[str, str]:
+        """Shelving from the cloud (downlink command): same state as a shelve on site."""
+        result = self.alarms.shelve(alarm_id, until_ms, by, reason, self.clock(), origin=origin)  # type: ignore[arg-type]
+        self._commit([], [result.event] if result.event else [], [])
+        return str(result.outcome), result.detail
+
     def ack(self, alarm_id: str, by: str, raised_ms: int | None, origin: str = "cloud") -> tuple[str, str]:
         """An acknowledgement from the cloud (downlink command): same state as an edge ack."""
         result = self.alarms.ack(alarm_id, by, self.clock(), origin=origin, raised_ms=raised_ms)  # type: ignore[arg-type]

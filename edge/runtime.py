@@ -188,6 +188,20 @@ class Gateway:
             )
             return Outcome("done" if status == "ok" else "refused", f"{status}: {detail}")
 
+        async def alarm_shelve(command: Command) -> Outcome:
+            if self.local is None:
+                return Outcome("refused", "this gateway has no rules or alarms")
+            until = command.body.get("until_ms")
+            if not isinstance(until, int):
+                return Outcome("refused", "until_ms: when the shelving ends (epoch ms)")
+            status, detail = self.local.shelve(
+                str(command.body["alarm_id"]),
+                until,
+                f"{command.body['by']} (cloud)",
+                str(command.body.get("reason", "")),
+            )
+            return Outcome("done" if status == "ok" else "refused", f"{status}: {detail}")
+
         async def point_write(command: Command) -> Outcome:
             return await self._control_command(command, "write")
 
@@ -205,6 +219,7 @@ class Gateway:
 
         return {
             "alarm.ack": alarm_ack,
+            "alarm.shelve": alarm_shelve,
             "point.write": point_write,
             "service.call": service_call,
             "config.apply": config_apply,

@@ -103,6 +103,29 @@ async def test_ack_from_the_gateway_cli_and_from_the_cloud(tmp_path: Path) -> No
             )
             acks = [d for k, d in cloud_alarm_events(cloud, alarm_id) if k == "alarm.acked"]
             assert [a["origin"] for a in acks] == ["edge", "cloud"]
+
+            # 3. shelved from the cloud during maintenance: hidden until then, still tracked
+            import time
+
+            until = int(time.time() * 1000) + 3_600_000
+            shelve = {"alarm_id": alarm_id, "by": "调度中心", "until_ms": until, "reason": "箱门维修"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{cloud.url}/v1/gateways/gw-ack/commands",
+                    headers=cloud.auth(),
+                    json={"type": "alarm.shelve", "body": shelve},
+                ) as r,
+            ):
+                assert r.status == 201
+            await eventually(
+                lambda: (a := gateway.local.alarms.get(alarm_id)) is not None and a.shelved_until_ms == until,
+                what="shelved at the edge",
+            )
+            await eventually(
+                lambda: any(k == "alarm.shelved" for k, _ in cloud_alarm_events(cloud, alarm_id)),
+                what="the shelving reported to the cloud",
+            )
             stop.set()
             await task
     finally:
