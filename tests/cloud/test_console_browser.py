@@ -280,6 +280,15 @@ async def test_acknowledge_an_alarm_from_the_list(batches, browser) -> None:
     await expect(row.locator('.ack-sent [data-status="done"]')).to_be_visible()
     await expect(row).to_contain_text("wang (cloud)")
     await page.screenshot("06-alarm-acked")
+    # Shelved for maintenance: an alarm.shelve command with the duration and the reason.
+    await row.locator("[data-shelve]").click()
+    await page.loc("#shelve-hours").fill("2")
+    await page.loc("#shelve-reason").fill("调压器检修")
+    await page.loc('dialog [data-role="ok"]').click()
+    await expect(row.locator(".shelve-sent")).to_be_visible()
+    shelve = next(c for c in cloud.repo.commands(GW, 10) if c["type"] == "alarm.shelve")
+    assert shelve["body"]["reason"] == "调压器检修" and shelve["body"]["alarm_id"] == "rbox-a.outlet_pressure.hi"
+    assert 1.9 * 3600_000 < shelve["body"]["until_ms"] - now_ms() <= 2 * 3600_000
     page.check()
 
 

@@ -12,6 +12,7 @@ const REFRESH_MS = 3000;
 const UNACKED = new Set(["active_unacked", "cleared_unacked"]);
 const sent = new Map(); // acknowledgements sent from this tab: "gw\0alarm\0raised" → {gateway, id, status, detail}
 
+const shelved = new Map(); // shelvings sent from this tab: key → command id
 const keyOf = (a) => `${a.gateway_id}\u0000${a.alarm_id}\u0000${a.raised_ms}`;
 
 export function render(main, _params, ctx) {
@@ -72,7 +73,34 @@ export function render(main, _params, ctx) {
       h("td", {}, a.acked_by || "—"),
       h("td", {},
         canAck && !ack ? h("button", { type: "button", "data-ack": a.alarm_id, onclick: () => acknowledge(a) }, t("alarms.ack")) : null,
+        session.may("command.create") && !shelved.has(keyOf(a))
+          ? h("button", { type: "button", class: "secondary", "data-shelve": a.alarm_id, onclick: () => shelve(a) }, t("alarms.shelve"))
+          : null,
+        shelved.has(keyOf(a)) ? h("small", { class: "shelve-sent" }, t("alarms.shelve_sent", { id: shelved.get(keyOf(a)) })) : null,
         ack ? h("small", { class: "ack-sent", "data-command": ack.id }, t("alarms.ack_sent", { id: ack.id, status: "" }), commandStatus(ack.status), ack.detail ? ` ${ack.detail}` : "") : null));
+  }
+
+  async function shelve(a) {
+    // Maintenance on site: the gateway hides the alarm until then (still tracked, every change
+    // still recorded); a reason is required.
+    const values = await dialog(t("alarms.shelve_title"),
+      h("div", {},
+        h("p", {}, priorityBadge(a.priority), ` ${a.gateway_id} · ${a.device} · ${a.alarm_id}`),
+        h("label", {}, h("span", {}, t("alarms.shelve_hours")), h("input", { name: "hours", id: "shelve-hours", type: "number", min: 1, max: 72, value: 4, required: true })),
+        h("label", {}, h("span", {}, t("alarms.shelve_reason")), h("input", { name: "reason", id: "shelve-reason", required: true, maxlength: 200 }))),
+      t("alarms.shelve"), t("common.cancel"));
+    if (!values) return;
+    const hours = Math.min(72, Math.max(1, Number(values.hours) || 4));
+    const s = session.get();
+    try {
+      const body = { alarm_id: a.alarm_id, by: s.user, until_ms: Date.now() + hours * 3600_000, reason: values.reason };
+      const reply = await api(`/v1/gateways/${encodeURIComponent(a.gateway_id)}/commands`, { method: "POST", body: { type: "alarm.shelve", body } });
+      shelved.set(keyOf(a), reply.id);
+      ctx.toast(t("commands.sent", { id: reply.id, status: t(`cmdstatus.${reply.status}`) }));
+    } catch (err) {
+      ctx.toast(`${t("common.error")}: ${err.message}`, "error");
+    }
+    refresh();
   }
 
   async function acknowledge(a) {
