@@ -289,6 +289,13 @@ async def test_acknowledge_an_alarm_from_the_list(batches, browser) -> None:
     shelve = next(c for c in cloud.repo.commands(GW, 10) if c["type"] == "alarm.shelve")
     assert shelve["body"]["reason"] == "调压器检修" and shelve["body"]["alarm_id"] == "rbox-a.outlet_pressure.hi"
     assert 1.9 * 3600_000 < shelve["body"]["until_ms"] - now_ms() <= 2 * 3600_000
+    # The gateway page lists the alarm's history: raised, then acknowledged (newest first).
+    await row.locator(f'a[href="#/gateway/{GW}"]').click()
+    history = page.loc("#alarm-history-list tbody tr")
+    await expect(history).to_have_count(2)
+    await expect(history.nth(0)).to_have_attribute("data-kind", "alarm.acked")
+    await expect(history.nth(1)).to_have_attribute("data-kind", "alarm.raised")
+    await page.screenshot("06b-alarm-history")
     page.check()
 
 

@@ -32,6 +32,7 @@ export function render(main, [gatewayId], ctx) {
     const live = h("span", { id: "live-state", class: "badge never", "data-live": "off" }, t("gateway.live_off"));
     const tbody = h("tbody", { id: "live-values" });
     const trendBox = h("div", { id: "trend-box" });
+    const history = h("div", { class: "card", id: "alarm-history" }, h("h2", {}, t("gateway.alarm_history")));
     clear(section,
       h("h1", {}, `${t("gateway.title")} ${gatewayId}`),
       h("dl", { class: "card facts" },
@@ -46,8 +47,10 @@ export function render(main, [gatewayId], ctx) {
         h("table", { class: "live" },
           h("thead", {}, h("tr", {}, ["gateway.device", "gateway.point", "gateway.value", "gateway.quality", "gateway.age", "gateway.time", "gateway.trend"].map((k) => h("th", {}, t(k))))),
           tbody)),
-      trendBox);
+      trendBox,
+      history);
     tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 7 }, t("gateway.no_values"))));
+    loadHistory().catch((err) => showError(history, err));
     timer = setInterval(updateAges, 1000);
     stream(`/v1/gateways/${enc}/stream`, {
       signal: abort.signal,
@@ -69,6 +72,23 @@ export function render(main, [gatewayId], ctx) {
         updateAges();
       },
     });
+  }
+
+  async function loadHistory() {
+    // Every alarm transition of the last 24 h, newest first (the gateway's own alarm events).
+    const to = Date.now() + skew;
+    const { events } = await api(`/v1/gateways/${enc}/events?from=${to - 86_400_000}&to=${to + 1}&limit=5000`);
+    const rows = events.filter((e) => e.kind.startsWith("alarm.")).reverse().slice(0, 200);
+    const box = section.querySelector("#alarm-history");
+    if (!box || abort.signal.aborted) return;
+    clear(box, h("h2", {}, t("gateway.alarm_history")),
+      rows.length
+        ? h("table", { id: "alarm-history-list" },
+            h("thead", {}, h("tr", {}, ["gateway.time", "gateway.device", "alarms.state", "alarms.message", "alarms.acked_by"].map((k) => h("th", {}, t(k))))),
+            h("tbody", {}, rows.map((e) => h("tr", { "data-kind": e.kind },
+              h("td", {}, fmtTime(e.ts_ms)), h("td", {}, e.device), h("td", {}, e.kind.replace("alarm.", "")),
+              h("td", {}, e.data.message_zh || e.data.alarm_id || ""), h("td", {}, e.data.by || "—")))))
+        : h("p", { class: "notice" }, t("gateway.no_alarm_history")));
   }
 
   function upsert(tbody, row, trendBox, changed) {
