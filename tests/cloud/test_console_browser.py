@@ -289,8 +289,13 @@ async def test_acknowledge_an_alarm_from_the_list(batches, browser) -> None:
     shelve = next(c for c in cloud.repo.commands(GW, 10) if c["type"] == "alarm.shelve")
     assert shelve["body"]["reason"] == "调压器检修" and shelve["body"]["alarm_id"] == "rbox-a.outlet_pressure.hi"
     assert 1.9 * 3600_000 < shelve["body"]["until_ms"] - now_ms() <= 2 * 3600_000
-    # The gateway page lists the alarm's history: raised, then acknowledged (newest first).
+    # The gateway page lists its devices' communication status and the alarm's history.
+    status = {"online": False, "reason": "no answer", "polls": 120, "failures": 7, "latency_p95_ms": 41.5}
+    await lanes.post(Lane.EVENTS, [Event("rbox-a", "device.status", now_ms(), EventLevel.INFO, status)])
     await row.locator(f'a[href="#/gateway/{GW}"]').click()
+    device = page.loc('#device-status-list tr[data-device="rbox-a"]')
+    await expect(device).to_have_attribute("data-online", "false")
+    await expect(device).to_contain_text("no answer")
     history = page.loc("#alarm-history-list tbody tr")
     await expect(history).to_have_count(2)
     await expect(history.nth(0)).to_have_attribute("data-kind", "alarm.acked")

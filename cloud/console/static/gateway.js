@@ -33,6 +33,7 @@ export function render(main, [gatewayId], ctx) {
     const tbody = h("tbody", { id: "live-values" });
     const trendBox = h("div", { id: "trend-box" });
     const history = h("div", { class: "card", id: "alarm-history" }, h("h2", {}, t("gateway.alarm_history")));
+    const devices = h("div", { class: "card", id: "device-status" }, h("h2", {}, t("gateway.devices")));
     clear(section,
       h("h1", {}, `${t("gateway.title")} ${gatewayId}`),
       h("dl", { class: "card facts" },
@@ -47,6 +48,7 @@ export function render(main, [gatewayId], ctx) {
         h("table", { class: "live" },
           h("thead", {}, h("tr", {}, ["gateway.device", "gateway.point", "gateway.value", "gateway.quality", "gateway.age", "gateway.time", "gateway.trend"].map((k) => h("th", {}, t(k))))),
           tbody)),
+      devices,
       trendBox,
       history);
     tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 7 }, t("gateway.no_values"))));
@@ -79,6 +81,7 @@ export function render(main, [gatewayId], ctx) {
     const to = Date.now() + skew;
     const { events } = await api(`/v1/gateways/${enc}/events?from=${to - 86_400_000}&to=${to + 1}&limit=5000`);
     const rows = events.filter((e) => e.kind.startsWith("alarm.")).reverse().slice(0, 200);
+    drawDevices(events);
     const box = section.querySelector("#alarm-history");
     if (!box || abort.signal.aborted) return;
     clear(box, h("h2", {}, t("gateway.alarm_history")),
@@ -89,6 +92,30 @@ export function render(main, [gatewayId], ctx) {
               h("td", {}, fmtTime(e.ts_ms)), h("td", {}, e.device), h("td", {}, e.kind.replace("alarm.", "")),
               h("td", {}, e.data.message_zh || e.data.alarm_id || ""), h("td", {}, e.data.by || "—")))))
         : h("p", { class: "notice" }, t("gateway.no_alarm_history")));
+  }
+
+  function drawDevices(events) {
+    // Each device's communication status: its newest status report, and any later link change.
+    const latest = new Map();
+    for (const e of events) {
+      if (e.kind === "device.status") latest.set(e.device, { ...e.data, at: e.ts_ms });
+      else if ((e.kind === "device_online" || e.kind === "device_offline") && latest.has(e.device)) {
+        Object.assign(latest.get(e.device), { online: e.kind === "device_online", at: e.ts_ms });
+      }
+    }
+    const box = section.querySelector("#device-status");
+    if (!box) return;
+    clear(box, h("h2", {}, t("gateway.devices")),
+      latest.size
+        ? h("table", { id: "device-status-list" },
+            h("thead", {}, h("tr", {}, ["gateway.device", "gateway.comm", "gateway.polls", "gateway.failures", "gateway.latency", "gateway.time"].map((k) => h("th", {}, t(k))))),
+            h("tbody", {}, [...latest.entries()].map(([device, st]) => h("tr", { "data-device": device, "data-online": String(st.online) },
+              h("td", {}, device),
+              h("td", {}, h("span", { class: `badge ${st.online ? "online" : "stale"}` }, t(st.online ? "gateway.online" : "gateway.offline")), st.online ? "" : ` ${st.reason || ""}`),
+              h("td", { class: "num" }, String(st.polls ?? "—")), h("td", { class: "num" }, String(st.failures ?? "—")),
+              h("td", { class: "num" }, st.latency_p95_ms == null ? "—" : `${st.latency_p95_ms} ms`),
+              h("td", {}, fmtTime(st.at))))))
+        : h("p", { class: "notice" }, t("gateway.no_device_status")));
   }
 
   function upsert(tbody, row, trendBox, changed) {
