@@ -132,7 +132,7 @@ class ModbusTcpDriver:
     def _samples(self, request: ReadRequest, response: ModbusPDU) -> list[Sample]:
         if isinstance(response, ExceptionResponse):
             self.statistics.exceptions += 1
-        return response_samples(request, response)
+        return response_samples(request, response, self.statistics)
 
     # ------------------------------------------------------------------ write
 

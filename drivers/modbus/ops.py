@@ -8,6 +8,7 @@ link; those parts stay in each driver.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from drivers.modbus.planner import Member, ReadRequest, plan_reads
 
 # Plans are cached per points tuple; a bound keeps a caller that builds new tuples every poll from
 # growing the cache without limit.
+_log = logging.getLogger(__name__)
+
 _PLAN_CACHE_SIZE = 256
 
 READ_FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -36,6 +39,7 @@ class ModbusStatistics:
     requests: int = 0  # requests sent (reads and writes)
     exceptions: int = 0  # Modbus exception responses
     comm_errors: int = 0  # failed connects, timeouts and dropped connections
+    bad_responses: int = 0  # answers that do not fit the request (function, count): not believed
     connects: int = 0  # successful connects
 
 
@@ -134,16 +138,38 @@ def write_payload(point: ModbusPoint, value: ScalarValue) -> WritePayload:
     raise DeviceError(f"read-only table: {point.table}")
 
 
-def response_samples(request: ReadRequest, response: ModbusPDU) -> list[Sample]:
-    """The samples of ``request``'s members from the device's answer (an exception marks them all)."""
+def response_samples(request: ReadRequest, response: ModbusPDU, statistics: ModbusStatistics) -> list[Sample]:
+    """The samples of ``request``'s members from the device's answer (an exception marks them all).
+
+    An answer that does not fit the request — another function code, more or fewer registers
+    than asked — is not believed: it may be meant for another request (a confused serial gateway)
+    and its values would be wrong without any sign of it.  Its points get ``bad_response``.
+    """
     if isinstance(response, ExceptionResponse):
         error = f"modbus_exception_{response.exception_code}"
         return [Sample(key, None, error) for key, _ in request.members]
+    if (why := response_mismatch(request, response)) is not None:
+        statistics.bad_responses += 1
+        # Per poll this would flood the log; the count and the points' quality carry it.
+        _log.debug("answer to %s %d+%d not believed: %s", request.table, request.start, request.count, why)
+        return [Sample(key, None, "bad_response") for key, _ in request.members]
     words: Sequence[bool] | Sequence[int] = response.bits if request.table in BIT_TABLES else response.registers
-    if len(words) < request.count:
-        # The device answered, but with less than asked: a device fault, not a link fault.
-        return [Sample(key, None, "short_response") for key, _ in request.members]
     return decode_response(request, words)
+
+
+def response_mismatch(request: ReadRequest, response: ModbusPDU) -> str | None:
+    """Why a (non-exception) answer does not fit ``request``, or None when it does."""
+    function = READ_FUNCTION[request.table]
+    if response.function_code != function:
+        return f"function {response.function_code} answers a function {function} request"
+    if request.table in BIT_TABLES:
+        # Bits travel in whole bytes: up to 7 padding bits after the last one asked for.
+        got, want_max = len(response.bits), (request.count + 7) // 8 * 8
+        if not request.count <= got <= want_max:
+            return f"{got} bits answer a request for {request.count}"
+    elif len(response.registers) != request.count:
+        return f"{len(response.registers)} registers answer a request for {request.count}"
+    return None
 
 
 def decode_response(request: ReadRequest, words: Sequence[bool] | Sequence[int]) -> list[Sample]:

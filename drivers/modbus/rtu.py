@@ -223,7 +223,7 @@ class _RtuLine(ABC):
             response = await self._transact(
                 unit, READ_FUNCTION[request.table], Priority.POLL, send, _read_wire_bytes(request)
             )
-            results.update((s.key, s) for s in response_samples(request, response))
+            results.update((s.key, s) for s in response_samples(request, response, self.statistics))
         return [results[key] for key, _ in points]
 
     async def write(self, unit: int, point: ModbusPoint, value: ScalarValue) -> None:

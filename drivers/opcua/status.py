@@ -97,7 +97,9 @@ def scalar_of(variant: ua.Variant | None) -> tuple[ScalarValue | str | None, str
     """``(value, error)`` for a variant: the value for the supported scalar types, else an error."""
     if variant is None or variant.Value is None:
         return None, "unsupported_type:Null"
-    vtype = ua.VariantType(variant.VariantType)
+    vtype = variant.VariantType
+    if not isinstance(vtype, ua.VariantType):  # a custom (structure) type id off the wire
+        return None, f"unsupported_type:{getattr(vtype, 'name', vtype)}"
     if variant.is_array or isinstance(variant.Value, list):
         return None, f"unsupported_type:{vtype.name}[]"
     value = variant.Value

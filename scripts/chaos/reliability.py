@@ -35,12 +35,18 @@ FAULTS = [
     "tests/cloud/test_ingest_postgres_multiprocess.py",
 ]
 GROUPS = {
-    "Bad input (malformed batches, parsers fuzzed with hypothesis, station files, the API fuzzed by schemathesis)": [
+    (
+        "Bad input (malformed batches, parsers fuzzed with hypothesis, devices answering garbage, OPC-UA values"
+        " off the wire, control values, station files, the API fuzzed by schemathesis)"
+    ): [
         "tests/cloud/test_ingest_malformed.py",
         "tests/drivers/serial_line",
         "tests/edge/test_config_errors.py",
         "tests/cloud/test_openapi_fuzz.py",
         "tests/gascore/test_contract.py",
+        "tests/drivers/modbus/test_modbus_faulty_device.py",
+        "tests/drivers/opcua/test_opcua_variant_fuzz.py",
+        "tests/edge/test_control_values.py",
     ],
     "Attacks (forged/replayed/revoked batches, tampered or expired commands, roles × routes, TLS, secrets)": [
         "tests/cloud/test_ingest_security.py",
