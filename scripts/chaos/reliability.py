@@ -75,6 +75,33 @@ def run_pytest(paths: list[str], env: dict[str, str]) -> tuple[int, int, int]:
         return tests - failures - errors - skipped, failures + errors, skipped
 
 
+def soak_section(record: Path) -> list[str]:
+    """The long soak's figures (scripts/chaos/soak.py writes them; an hour is too long to rerun here)."""
+    if not record.exists():
+        return ["## Long soak", "", "Not recorded yet: run `.venv/bin/python scripts/chaos/soak.py`.", ""]
+    r = json.loads(record.read_text(encoding="utf-8"))
+    return [
+        "## Long soak",
+        "",
+        f"Recorded by `.venv/bin/python {r['command']}` on {r['date']} (commit {r['commit']}, {r['machine']}); "
+        "it writes `docs/soak.json`, which this section shows.",
+        "",
+        "| duration | points polled | failed polls | readings reported | cloud kills | readings lost | duplicates "
+        "| gateway RSS | RSS slope (2nd half) | open fds | fd slope |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['minutes']} min | {r['points_polled']:,} ({r['points_per_s']:,}/s) | {r['failed_polls']} "
+        f"| {r['readings']:,} | {r['cloud_flaps']} | {r['lost']} | {r['duplicates']} "
+        f"| {r['rss_mib'][0]} → {r['rss_mib'][1]} MiB | {r['rss_slope_mib_per_h']:+.2f} MiB/h "
+        f"({r['rss_slope_second_half_mib_per_h']:+.2f}) | {r['fds'][0]} → {r['fds'][1]} "
+        f"| {r['fd_slope_per_h']:+.2f}/h |",
+        "",
+        "Readings are reported by exception (an unchanged value within its deadband and silent interval is not "
+        "sent), so fewer readings than points polled reach the cloud; lost = reported − stored in the cloud − "
+        "still buffered.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI counts (20 SIGKILLs) instead of the long run")
@@ -126,6 +153,7 @@ def main() -> None:
         + "; ".join(f"{name.split(' (')[0]}: " + ", ".join(f"`{p}`" for p in paths) for name, paths in GROUPS.items()),
         "",
     ]
+    lines += soak_section(ROOT / "docs" / "soak.json")
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
     if failed or any(bad for _, bad, _ in groups.values()):
