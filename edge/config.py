@@ -85,6 +85,13 @@ class StoreSection(_Strict):
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL survives process crashes only"
     )
+    integrity_check_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often the running gateway reads the whole store file for damage (a quick_check on a "
+        "connection of its own, in a worker thread); a damaged file is set aside and a fresh one started. "
+        "0: only when the store opens",
+    )
 
 
 class SyncSection(_Strict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from edge.store import SqliteStore
+from edge.store import SqliteStore, StoreError
 from edge.tls_files import session as session_for
 from gascore.contract import ContractError
 from gascore.crypto import CryptoError, Signer, Verifier
@@ -64,10 +65,13 @@ class CommandPoller:
         self.executed = 0
         self.refused = 0
         self._failing = False
+        self._executed_up_to = 0
 
     @property
     def last_id(self) -> int:
-        return self.store.counters().get(LAST_COMMAND, 0)
+        # The store's mark, or the one kept here when the store could not record it (full disk):
+        # a command is never carried out twice by this process either way.
+        return max(self.store.counters().get(LAST_COMMAND, 0), self._executed_up_to)
 
     async def run(self) -> None:
         if self.cloud_key is None:
@@ -145,7 +149,12 @@ class CommandPoller:
             },
         )
         # The result and the "executed up to" mark commit together: a crash never runs a command twice.
-        self.store.append([], [event], counters={LAST_COMMAND: command.id})
+        self._executed_up_to = command.id
+        try:
+            self.store.append([], [event], counters={LAST_COMMAND: command.id})
+        except (StoreError, sqlite3.Error) as err:
+            log.error("command %d: result not stored (%s)", command.id, err)  # noqa: TRY400 - the cause is the message
+            return
         self.emit([])
 
     def _failed(self, why: str) -> None:

@@ -40,12 +40,19 @@ class LocalControl:
     ) -> LocalControl:
         alarms = AlarmManager(persist.load(store.db), comm_rules=rules.comm_rules)
         control = cls(store, rules, alarms, interlocks, clock)
+        store.on_fresh_file.append(control._into_fresh_file)
         # Conditions the alarm store still holds active must be able to clear after a restart.
         active = [a.id for a in alarms.alarms() if a.state in (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED)]
         unknown = rules.restore_active(active)
         if unknown:
             log.info("%d alarms refer to rules no longer configured: %s", len(unknown), ", ".join(unknown[:5]))
         return control
+
+    def _into_fresh_file(self, db: sqlite3.Connection) -> None:
+        """A damaged store file was replaced while running: the alarm tables and every alarm's
+        current state go into the fresh one (inside the store's transaction)."""
+        persist.ensure_schema(db)
+        persist.save(db, self.alarms.alarms())
 
     def cycle(self, readings: list[Reading], events: list[Event], observed: Sequence[Reading]) -> None:
         """One poll cycle (or push delivery, or interlock outcome): evaluate, then commit atomically."""

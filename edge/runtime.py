@@ -41,7 +41,7 @@ from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
 from edge.secret_files import SecretFileError, require_private_secrets
-from edge.store import SqliteStore, StoreError
+from edge.store import IntegrityCheckFailed, SqliteStore, StoreError
 from edge.sync import SyncClient
 from edge.tls_files import gateway_ssl_context
 from edge.tls_files import session as session_for
@@ -330,6 +330,10 @@ class Gateway:
         except (sqlite3.Error, StoreError) as err:
             self.store_failures += 1
             self.store_error = f"{type(err).__name__}: {err}"
+            # Damage found by statements of our own on the store's file (alarm requests): the
+            # store moves the file aside and goes on in a fresh one; this cycle is counted lost.
+            if self.store.heal(err):
+                self.store.count_unstored(readings, events)
             raise
         if self.store_error is not None:
             log.info("store commits succeed again")
@@ -361,16 +365,39 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)  # rule timers, shelve expiry, read-back deadlines, CLI requests
             ticks += 1
-            if releases is not None and self.store_error is None:
-                uptime_s = (now_ms() - self.started_ms) / 1000
-                if upgrade.report_healthy_if_due(Path(releases), uptime_s, self.commits):
-                    self.emit([_config_event("firmware.committed", EventLevel.INFO, upgrade.running_version())])
-            if ticks % 60 == 0:
-                northbound_link.prune_history(self)
-            if self.local is not None:
-                self.local.housekeeping()
+            try:
+                self._housekeeping_tick(ticks, releases)
+            except (sqlite3.Error, StoreError) as err:  # a full or damaged store: the next tick tries again
+                if not self.store.heal(err):
+                    log.warning("housekeeping: %s: %s", type(err).__name__, err)
+
+    async def _check_store(self) -> None:
+        """Read the whole store file for damage now and then (in a worker thread, on a
+        connection of its own); a damaged file is set aside and the gateway goes on in a fresh one."""
+        interval = self.station.config.store.integrity_check_s
+        if not interval:
+            return
+        while True:
+            await asyncio.sleep(interval)  # the checking period, not synchronisation
+            generation = self.store.set_aside_count
+            problem = await asyncio.to_thread(self.store.integrity_problem)
+            # (a file replaced meanwhile was the one checked: nothing to do with the fresh one)
+            if problem is not None and self.store.set_aside_count == generation:
+                self.store.heal(IntegrityCheckFailed(problem))
                 if self.sync is not None:
                     self.sync.notify()
+
+    def _housekeeping_tick(self, ticks: int, releases: str | None) -> None:
+        if releases is not None and self.store_error is None:
+            uptime_s = (now_ms() - self.started_ms) / 1000
+            if upgrade.report_healthy_if_due(Path(releases), uptime_s, self.commits):
+                self.emit([_config_event("firmware.committed", EventLevel.INFO, upgrade.running_version())])
+        if ticks % 60 == 0:
+            northbound_link.prune_history(self)
+        if self.local is not None:
+            self.local.housekeeping()
+            if self.sync is not None:
+                self.sync.notify()
 
     async def run(self, stop: asyncio.Event | None = None, *, flush_timeout_s: float = 10.0) -> None:
         """Poll and sync until ``stop`` is set (or the task is cancelled); then stop polling and
@@ -397,6 +424,7 @@ class Gateway:
                 tasks.append(tg.create_task(self.sync.run(), name="sync"))
                 tasks.append(tg.create_task(self._report_status(), name="status"))
                 tasks.append(tg.create_task(self._housekeeping(), name="housekeeping"))
+                tasks.append(tg.create_task(self._check_store(), name="store-check"))
                 if self.commands is not None:
                     tasks.append(tg.create_task(self.commands.run(), name="commands"))
                 if self.sync.ssl_context is not None:
@@ -500,7 +528,11 @@ class Gateway:
             self.save_status()
 
     def save_status(self) -> None:
-        self.store.save_status({d: s.snapshot() for d, s in self.statuses.items()}, now_ms())
+        try:
+            self.store.save_status({d: s.snapshot() for d, s in self.statuses.items()}, now_ms())
+        except (sqlite3.Error, StoreError) as err:  # a full disk: the next report tries again
+            log.warning("device status not stored: %s: %s", type(err).__name__, err)
+            return
         if self.sync is not None:
             self.sync.notify()
 

@@ -9,19 +9,31 @@
   again; ``ack`` deletes the batch's rows and advances the lane in one transaction.
 * Disk bound: when telemetry exceeds ``max_telemetry_rows`` the oldest unbatched telemetry is
   dropped, never events; every drop is counted and itself recorded as an event.
+* Disk full (ADR 0006): the database may only grow into what the filesystem has free less room
+  for the WAL (``PRAGMA max_page_count``, recomputed as the free space changes), so a full disk
+  shows up as SQLITE_FULL inside SQLite, where dropping the oldest tenth of the telemetry makes
+  room, not as a WAL that cannot grow.  A preallocated ``<name>.reserve`` file holds space that
+  nothing else on the filesystem can take; it is released when the filesystem fills anyway (a
+  runaway log) so that the store can still checkpoint, drop and record why.  A cycle that cannot
+  be stored even then is counted as dropped and reported as soon as a commit succeeds.
+* Damage: a database that SQLite reports as corrupt (SQLITE_CORRUPT, SQLITE_NOTADB), at open or
+  while running, is moved aside to ``<name>.corrupt-<time>`` (never deleted) and a fresh store
+  starts with a CRITICAL ``store.database_set_aside`` event saying what was unsent in it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gascore.contract import GENESIS_DIGEST
 from gascore.records import Event, EventLevel, Lane, Reading
@@ -51,23 +63,63 @@ CREATE TABLE IF NOT EXISTS quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, lane
 
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
 
+T = TypeVar("T")
+
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_MAX_PAGES = 4_294_967_294  # SQLite's own ceiling for max_page_count
+_BUDGET_INTERVAL_S = 1.0  # how often the filesystem's free space is looked at again
+_MARGIN_BYTES = 64 * 1024  # for the -shm file growing and whatever else SQLite writes
+
+
+class IntegrityCheckFailed(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` did not answer ``ok``."""
+
+
+def is_damage(err: BaseException) -> bool:
+    """The database file itself is damaged (not full, not locked, not an I/O hiccup)."""
+    if isinstance(err, IntegrityCheckFailed):
+        return True
+    code = getattr(err, "sqlite_errorcode", None)
+    return isinstance(err, sqlite3.DatabaseError) and code is not None and code & 0xFF in _DAMAGE_CODES
+
+
+def _is_full(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and err.sqlite_errorcode == sqlite3.SQLITE_FULL
+
 
 def _check_integrity(db: sqlite3.Connection) -> None:
     (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
     if verdict != "ok":
-        raise sqlite3.DatabaseError(f"integrity check failed: {verdict}")
+        raise IntegrityCheckFailed(f"integrity check failed: {verdict}")
 
 
 def _set_aside(path: Path, reason: str) -> Path:
     """Move a damaged database (and its WAL and shared-memory files) to ``<name>.corrupt-<time>``."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():  # a second one within the same second: never overwrite the first
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     for suffix in ("", "-wal", "-shm"):
         source = path.with_name(path.name + suffix)
         if source.exists():
             source.replace(target.with_name(target.name + suffix))
     log.critical("store %s is damaged (%s): moved to %s, starting a fresh store", path, reason, target)
     return target
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 # A batch's rows stay under this many bytes before compression, far inside the cloud's frame
 # and decompression limits whatever max_batch_records is set to.
 MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
@@ -98,6 +150,10 @@ class StoreFull(StoreError):
     """The disk is full and dropping old telemetry did not make room."""
 
 
+class StoreDamaged(StoreError):
+    """The database is damaged and this store was opened only to look (``inspect=True``)."""
+
+
 FrameBuilder = Callable[[Lane, int, str, list[list[Any]]], tuple[bytes, str]]
 """(lane, seq, prev_digest, wire rows) -> (frame bytes, batch digest)"""
 
@@ -121,28 +177,106 @@ class Store(Protocol):
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None: ...
 
 
+def _heals(method: Callable[..., T]) -> Callable[..., T]:
+    """A store method that, when SQLite reports the file damaged, sets the file aside, starts a
+    fresh one and runs once more on it (a poll cycle is then kept, in the fresh file)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            if not self.heal(err):
+                raise
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass
+class _Unstored:
+    """Poll cycles the store could not commit at all (a full disk with nothing left to drop):
+    reported, and counted as dropped, with the next commit that succeeds."""
+
+    readings: int = 0
+    events: int = 0
+    first_ts_ms: int | None = None
+    last_ts_ms: int | None = None
+
+    def add(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+        self.readings += len(readings)
+        self.events += len(events)
+        stamps = [r.ts_ms for r in readings] + [e.ts_ms for e in events]
+        if stamps:
+            low, high = min(stamps), max(stamps)
+            self.first_ts_ms = low if self.first_ts_ms is None else min(self.first_ts_ms, low)
+            self.last_ts_ms = high if self.last_ts_ms is None else max(self.last_ts_ms, high)
+
+
 class SqliteStore:
-    def __init__(self, path: Path, *, max_telemetry_rows: int = 2_000_000, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_telemetry_rows: int = 2_000_000,
+        synchronous: str = "FULL",
+        inspect: bool = False,
+    ) -> None:
+        """``inspect``: only look (the ``gasiot edge status`` CLI beside a running gateway): no
+        reserve file, no disk budget, and a damaged file raises StoreDamaged instead of being
+        set aside under the running gateway's feet."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_telemetry_rows = max_telemetry_rows
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        self.set_aside: Path | None = None  # a corrupt database moved away at open, if any
-        try:
-            self._db = self._open(path, synchronous)
-        except sqlite3.DatabaseError as err:
-            # A damaged file (a power cut on a card that lies about flushes, a bad sector): keep it
-            # for forensics, never delete it, never crash-loop on it; start a fresh store and say so.
-            self.set_aside = _set_aside(path, str(err))
-            self._db = self._open(path, synchronous)
-            self._insert_set_aside_event(str(err))
-        self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        # Extensions: ``writers`` run inside every append's transaction (local history), and
-        # ``listeners`` see what each append committed, after the commit (the OPC-UA server).
+        self.synchronous = synchronous
+        self.inspect = inspect
+        self.set_aside: Path | None = None  # the last damaged database moved away, if any
+        self.set_aside_count = 0  # how many times since this object was made (at open or running)
+        # Extensions: ``writers`` run inside every append's transaction (local history),
+        # ``listeners`` see what each append committed, after the commit (the OPC-UA server), and
+        # ``on_fresh_file`` recreate their tables (and state) in a fresh file that replaced a
+        # damaged one while running, inside the transaction that records the replacement.
         self.writers: list[Callable[[sqlite3.Connection, Sequence[Reading], Sequence[Event]], None]] = []
         self.listeners: list[Callable[[Sequence[Reading], Sequence[Event]], None]] = []
-        if "telemetry_rows" not in self._counters:
+        self.on_fresh_file: list[Callable[[sqlite3.Connection], None]] = []
+        # The disk budget (ADR 0006).  ``max_db_pages`` can lower the ceiling further (tests).
+        self._max_db_pages = _MAX_PAGES
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.wal_max_bytes = self.reserve_bytes = 0  # set from the filesystem's size at open
+        self._budget_checked = -1e9
+        self._unstored = _Unstored()
+        self._drops: list[tuple[str, int]] = []  # (reason, rows) dropped in the open transaction
+        self._counters: dict[str, int] = {}
+        try:
+            try:
+                self._db = self._open(path, synchronous)
+            except sqlite3.OperationalError as err:
+                # Not even room to open (the WAL index, a table to create: SQLITE_FULL or an
+                # I/O error): the reserve is for exactly this.
+                no_room = _is_full(err) or err.sqlite_errorcode & 0xFF == sqlite3.SQLITE_IOERR
+                if inspect or not no_room or not self._release_reserve():
+                    raise
+                self._db = self._open(path, synchronous)
+        except sqlite3.DatabaseError as err:
+            if not is_damage(err):
+                raise  # full, locked, read-only, an I/O error: not a reason to move a good file away
+            if inspect:
+                raise StoreDamaged(f"{path}: {err}") from err
+            # A damaged file (a power cut on a card that lies about flushes, a bad sector): keep it
+            # for forensics, never delete it, never crash-loop on it; start a fresh store and say so.
+            reason = str(err)
+            self.set_aside = _set_aside(path, reason)
+            self.set_aside_count += 1
+            self._db = self._open(path, synchronous)
+            self._reload_counters()
+            self._prepare_disk()
+            self._write(lambda: self._record_set_aside(reason, "at open", None))
+        else:
+            self._reload_counters()
+            self._prepare_disk()
+        if "telemetry_rows" not in self._counters or self._counters["telemetry_rows"] < 0:
             (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
             self._counters["telemetry_rows"] = n
 
@@ -160,30 +294,215 @@ class SqliteStore:
             raise
         return db
 
-    def _insert_set_aside_event(self, reason: str) -> None:
-        assert self.set_aside is not None
-        now = time.time_ns() // 1_000_000
-        event = Event(
-            GATEWAY_DEVICE,
-            "store.database_set_aside",
-            now,
-            EventLevel.CRITICAL,
-            {"file": self.set_aside.name, "reason": reason[:500]},
-        )
-        self._db.execute("BEGIN IMMEDIATE")
-        self._insert_events([event])
-        self._db.execute("COMMIT")
-
     @property
     def db(self) -> sqlite3.Connection:
         """The store's connection, for modules that keep their own tables in the same file
-        (alarms) and must write inside the store's transactions (``append(..., also=...)``)."""
+        (alarms) and must write inside the store's transactions (``append(..., also=...)``).
+        Ask for it each time: a damaged file is replaced by a fresh one with a new connection."""
         return self._db
 
     def close(self) -> None:
         self._db.close()
 
+    # ---- damage -------------------------------------------------------------------------
+
+    def heal(self, err: BaseException) -> bool:
+        """If ``err`` says the database is damaged: move it aside (never deleted), continue in a
+        fresh file with a CRITICAL ``store.database_set_aside`` event that says what was unsent
+        in the old one, and return True.  Any other error: False, nothing done.  For callers that
+        run their own statements on ``db`` (alarm requests, history)."""
+        if self.inspect or not is_damage(err):
+            return False
+        c = self._counters
+        unsent = {
+            "unsent_telemetry": c.get("telemetry_rows", 0),
+            "unsent_events": c.get("events_appended_total", 0)
+            - c.get("events_acked_total", 0)
+            - c.get("events_quarantined_total", 0),
+        }
+        log.critical("store %s: damage found while running (%s); unsent in it: %s", self.path, err, unsent)
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()  # SQLite finishes with the old file (its WAL) before it moves
+        self.set_aside = _set_aside(self.path, str(err))
+        self.set_aside_count += 1
+        self._db = self._open(self.path, self.synchronous)
+        # The counters continue (the totals stay true for the whole life of the gateway, and the
+        # last executed command id must survive: commands are never executed twice); what was
+        # unsent stays in the set-aside file and is counted as such.
+        counters = dict(c)
+        counters["telemetry_rows"] = 0
+        counters["telemetry_set_aside_total"] = c.get("telemetry_set_aside_total", 0) + unsent["unsent_telemetry"]
+        counters["events_set_aside_total"] = c.get("events_set_aside_total", 0) + unsent["unsent_events"]
+        self._counters = counters
+        self._unstored = _Unstored()
+        self._budget_checked = -1e9
+
+        def fresh() -> None:
+            for hook in self.on_fresh_file:
+                hook(self._db)
+            self._record_set_aside(str(err), "while running", unsent)
+
+        self._write(fresh)
+        return True
+
+    def integrity_problem(self) -> str | None:
+        """What ``PRAGMA quick_check`` finds wrong with the file, or None.  On a connection of its
+        own (its own page cache: what is on disk now, through the WAL), read-only, so it can
+        run in a worker thread beside the writer.  The writer's cache can hide a damaged page
+        for as long as it stays cached; this reads every page from the file."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        except sqlite3.Error:
+            return None  # not there (being replaced) or busy: the next check will tell
+        try:
+            (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.DatabaseError as err:
+            return str(err) if is_damage(err) else None
+        finally:
+            db.close()
+        return None if verdict == "ok" else f"integrity check failed: {verdict}"
+
+    def count_unstored(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+        """A cycle that never reached the store (its commit failed for a reason found outside
+        it): counted as dropped and reported with the next commit that succeeds."""
+        self._unstored.add(readings, events)
+
+    def _record_set_aside(self, reason: str, when: str, unsent: dict[str, int] | None) -> None:
+        assert self.set_aside is not None
+        data: dict[str, Any] = {"file": self.set_aside.name, "reason": reason[:500], "found": when}
+        if unsent is not None:
+            data.update(unsent)
+        self._insert_events([Event(GATEWAY_DEVICE, "store.database_set_aside", _now_ms(), EventLevel.CRITICAL, data)])
+        self._bump("events_appended_total", 1)
+
+    # ---- disk budget --------------------------------------------------------------------
+
+    @property
+    def max_db_pages(self) -> int:
+        """A ceiling on the database's pages below what the filesystem allows (tests)."""
+        return self._max_db_pages
+
+    @max_db_pages.setter
+    def max_db_pages(self, pages: int) -> None:
+        self._max_db_pages = pages
+        self._budget_checked = -1e9  # applies from the next write
+
+    def _prepare_disk(self) -> None:
+        """Size the WAL to the filesystem, keep the reserve file and set the first page budget."""
+        (self._page_size,) = self._db.execute("PRAGMA page_size").fetchone()
+        if self.inspect:
+            return
+        vfs = os.statvfs(self.path.parent)
+        total = vfs.f_blocks * vfs.f_frsize
+        # A WAL that checkpoints every 1/64 of the filesystem (SQLite's 1000 pages on anything
+        # over 256 MB), and may hold one large transaction beyond that.
+        wal_pages = max(16, min(1000, total // 64 // self._page_size))
+        self.wal_max_bytes = (wal_pages + 32) * (self._page_size + 24) + 32
+        # The reserve covers what recovering from a full filesystem writes: a checkpoint that
+        # grows the database by up to a WAL or two, the drop, its event and a fresh WAL.
+        self.reserve_bytes = 2 * self.wal_max_bytes
+        self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
+        self._apply_budget(force=True)
+
+    def _apply_budget(self, *, force: bool = False) -> None:
+        """Let the database grow only into what the filesystem has free, less the WAL's room
+        and a margin; keep (or take back) the reserve file when there is space for it."""
+        if self.inspect:
+            return
+        now = time.monotonic()
+        if not force and now - self._budget_checked < _BUDGET_INTERVAL_S:
+            return
+        self._budget_checked = now
+        vfs = os.statvfs(self.path.parent)
+        free = vfs.f_bavail * vfs.f_frsize
+        if not self.reserve_path.exists() and free >= 2 * self.reserve_bytes + self.wal_max_bytes + _MARGIN_BYTES:
+            self._take_reserve()
+            free = os.statvfs(self.path.parent).f_bavail * vfs.f_frsize
+        ours = _size(self.path) + _size(self.path.with_name(self.path.name + "-wal"))
+        pages = (ours + free - self.wal_max_bytes - _MARGIN_BYTES) // self._page_size
+        cap = max(1, min(pages, self._max_db_pages, _MAX_PAGES))
+        self._db.execute(f"PRAGMA max_page_count={cap}")
+
+    def _take_reserve(self) -> None:
+        tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+        try:
+            with tmp.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.reserve_bytes)
+            tmp.replace(self.reserve_path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            log.warning("store %s: no room for the %d byte reserve file (%s)", self.path, self.reserve_bytes, err)
+        else:
+            log.info("store %s: %d bytes reserved in %s", self.path, self.reserve_bytes, self.reserve_path.name)
+
+    def _release_reserve(self) -> bool:
+        if not self.reserve_path.exists():
+            return False
+        self.reserve_path.unlink()
+        log.warning("store %s: filesystem full; released the %d byte reserve", self.path, self.reserve_bytes)
+        return True
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database and cut it to nothing (best effort)."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def _at_page_budget(self) -> bool:
+        (count,) = self._db.execute("PRAGMA page_count").fetchone()
+        (cap,) = self._db.execute("PRAGMA max_page_count").fetchone()
+        return bool(count + 8 >= cap)
+
     # ---- writing ------------------------------------------------------------------------
+
+    def _write(self, body: Callable[[], T]) -> T:
+        """Run ``body`` in one write transaction.  On SQLITE_FULL make room and run it again:
+        when the filesystem (not the page budget) ran out, first by folding the WAL back into the
+        database, then by releasing the reserve; in either case then by dropping the oldest tenth
+        of the buffered telemetry.  StoreFull when none of that helped."""
+        self._apply_budget()
+        try:
+            return self._run(body)
+        except sqlite3.OperationalError as err:
+            if not _is_full(err):
+                raise
+            first = err
+        by_budget = self._at_page_budget()
+        self._apply_budget(force=True)  # the free space has just changed under us
+        remedies: list[Callable[[], object]] = [] if by_budget else [self._checkpoint, self._release_reserve]
+        remedies.append(self._drop_for_room)
+        for remedy in remedies:
+            if remedy() is False:
+                continue  # nothing released: no point in trying again
+            self._apply_budget(force=True)
+            try:
+                return self._run(body)
+            except sqlite3.OperationalError as err:
+                if not _is_full(err):
+                    raise
+        raise StoreFull(f"{self.path}: disk full even after dropping old telemetry ({first})") from first
+
+    def _drop_for_room(self) -> bool:
+        n = max(1, self._counters.get("telemetry_rows", 0) // 10)
+        for attempt in range(2):
+            try:
+                dropped = self._run(lambda: self._drop_oldest(n, _now_ms(), "disk_full"))
+            except sqlite3.OperationalError as err:
+                if not _is_full(err):
+                    raise
+                if attempt:
+                    return False  # no room even to delete: StoreFull
+                self._checkpoint()
+                self._release_reserve()
+                self._apply_budget(force=True)
+            else:
+                self._checkpoint()  # the WAL that held the drop goes back to the filesystem
+                return dropped > 0
+        return False
+
+    def _run(self, body: Callable[[], T]) -> T:
+        with self._transaction():
+            return body()
 
     def append(
         self,
@@ -197,31 +516,40 @@ class SqliteStore:
 
         ``counters`` are set to the given values and ``also`` runs its statements (alarm state,
         applied requests) inside the same transaction, so they commit — or not — with the cycle.
-        On a full disk the oldest tenth of the buffered telemetry is dropped (and reported) and
-        the cycle retried once; if the disk is still full, StoreFull is raised and nothing of
-        this cycle is stored.
+        On a full disk room is made (see ``_write``: in the end the oldest tenth of the buffered
+        telemetry is dropped and reported) and the cycle retried; if there is still no room,
+        StoreFull is raised, nothing of this cycle is stored, and it is counted as dropped and
+        reported with the next commit that succeeds.
         """
         if not readings and not events and not counters and also is None:
             return
         try:
-            self._append(readings, events, counters, also)
-        except sqlite3.OperationalError as err:
-            if err.sqlite_errorcode != sqlite3.SQLITE_FULL:
-                raise
-            now_ms = readings[-1].ts_ms if readings else events[-1].ts_ms if events else 0
-            with self._transaction():
-                self._drop_oldest(max(1, self._counters["telemetry_rows"] // 10), now_ms, "disk_full")
-            try:
-                self._append(readings, events, counters, also)
-            except sqlite3.OperationalError as again:
-                if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                    raise StoreFull(f"{self.path}: disk full even after dropping old telemetry") from again
-                raise
+            self._heal_append(readings, events, counters, also)
+        except StoreFull:
+            if not self._unstored.readings and not self._unstored.events:
+                log.error(  # noqa: TRY400 - the state change is the message; the traceback says nothing more
+                    "store %s: disk full and nothing left to drop; poll cycles are not stored", self.path
+                )
+            self._unstored.add(readings, events)
+            raise
+        if self._unstored.readings or self._unstored.events:
+            log.warning("store %s: commits succeed again", self.path)
+            self._unstored = _Unstored()
         for listener in self.listeners:
             try:
                 listener(readings, events)
             except Exception:  # a consumer's bug must not look like a failed commit
                 log.exception("store listener %r failed", listener)
+
+    @_heals
+    def _heal_append(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[Event],
+        counters: dict[str, int] | None,
+        also: Callable[[sqlite3.Connection], None] | None,
+    ) -> None:
+        self._write(lambda: self._append(readings, events, counters, also))
 
     def _append(
         self,
@@ -231,49 +559,81 @@ class SqliteStore:
         also: Callable[[sqlite3.Connection], None] | None,
     ) -> None:
         db = self._db
-        with self._transaction():
-            if also is not None:
-                also(db)
-            if counters:
-                self._counters.update(counters)
-            if readings:
-                db.executemany(
-                    "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
-                    [
-                        (
-                            r.device,
-                            r.point,
-                            r.ts_ms,
-                            r.value,
-                            "b" if r.value.__class__ is bool else None,
-                            r.quality,
-                        )
-                        for r in readings
-                    ],
+        if also is not None:
+            also(db)
+        if counters:
+            self._counters.update(counters)
+        if readings:
+            db.executemany(
+                "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
+                [
+                    (
+                        r.device,
+                        r.point,
+                        r.ts_ms,
+                        r.value,
+                        "b" if r.value.__class__ is bool else None,
+                        r.quality,
+                    )
+                    for r in readings
+                ],
+            )
+        if events:
+            self._insert_events(events)
+        for writer in self.writers:
+            writer(db, readings, events)
+        self._bump("telemetry_rows", len(readings))
+        self._bump("telemetry_appended_total", len(readings))
+        self._bump("events_appended_total", len(events))
+        if self._unstored.readings or self._unstored.events:
+            self._report_unstored()
+        if self._counters["telemetry_rows"] > self.max_telemetry_rows:
+            self._enforce_bound(readings[-1].ts_ms if readings else _now_ms())
+
+    def _report_unstored(self) -> None:
+        lost = self._unstored
+        self._bump("telemetry_appended_total", lost.readings)
+        self._bump("telemetry_dropped_total", lost.readings)
+        self._bump("events_lost_total", lost.events)
+        self._insert_events(
+            [
+                Event(
+                    GATEWAY_DEVICE,
+                    "store.telemetry_dropped",
+                    _now_ms(),
+                    EventLevel.WARNING,
+                    {
+                        "count": lost.readings,
+                        "events_lost": lost.events,
+                        "first_ts_ms": lost.first_ts_ms,
+                        "last_ts_ms": lost.last_ts_ms,
+                        "policy": "drop_oldest_telemetry",
+                        "reason": "disk_full",
+                        "stage": "not_stored",
+                    },
                 )
-            if events:
-                self._insert_events(events)
-            for writer in self.writers:
-                writer(db, readings, events)
-            self._bump("telemetry_rows", len(readings))
-            self._bump("telemetry_appended_total", len(readings))
-            self._bump("events_appended_total", len(events))
-            if self._counters["telemetry_rows"] > self.max_telemetry_rows:
-                self._enforce_bound(readings[-1].ts_ms if readings else 0)
+            ]
+        )
+        self._bump("events_appended_total", 1)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction; the in-memory counters are saved with it or restored."""
+        saved = dict(self._counters)
+        self._drops = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
             self._save_counters()
             self._db.execute("COMMIT")
         except BaseException:
+            self._counters = saved
             if self._db.in_transaction:  # SQLITE_FULL and friends may have rolled back already
-                self._db.execute("ROLLBACK")
-            self._reload_counters()
+                with contextlib.suppress(sqlite3.Error):  # the error that matters is the first
+                    self._db.execute("ROLLBACK")
             raise
+        for reason, rows in self._drops:  # said once they are really gone
+            log.warning("store %s: dropped %d oldest telemetry rows (%s)", self.path, rows, reason)
 
     def _insert_events(self, events: Sequence[Event]) -> None:
         self._db.executemany(
@@ -287,17 +647,17 @@ class SqliteStore:
         low_water = self.max_telemetry_rows - max(1, self.max_telemetry_rows // 10)
         self._drop_oldest(self._counters["telemetry_rows"] - low_water, now_ms, "bound_rows")
 
-    def _drop_oldest(self, excess: int, now_ms: int, reason: str) -> None:
+    def _drop_oldest(self, excess: int, now_ms: int, reason: str) -> int:
         in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='telemetry'").fetchone()
         floor_id = in_flight[0] if in_flight else 0
         row = self._db.execute(
-            "SELECT count(*), min(ts_ms), max(ts_ms), max(id) FROM"
+            "SELECT count(*), min(ts_ms), max(ts_ms), min(id), max(id) FROM"
             " (SELECT id, ts_ms FROM telemetry WHERE id > ? ORDER BY id LIMIT ?)",
             (floor_id, excess),
         ).fetchone()
-        dropped, first_ts, last_ts, upto = row
+        dropped, first_ts, last_ts, first_id, upto = row
         if not dropped:
-            return
+            return 0
         self._db.execute("DELETE FROM telemetry WHERE id > ? AND id <= ?", (floor_id, upto))
         self._bump("telemetry_rows", -dropped)
         self._bump("telemetry_dropped_total", dropped)
@@ -312,6 +672,8 @@ class SqliteStore:
                         "count": dropped,
                         "first_ts_ms": first_ts,
                         "last_ts_ms": last_ts,
+                        "first_id": first_id,
+                        "last_id": upto,
                         "policy": "drop_oldest_telemetry",
                         "reason": reason,
                         "bound_rows": self.max_telemetry_rows,
@@ -320,7 +682,8 @@ class SqliteStore:
             ]
         )
         self._bump("events_appended_total", 1)
-        log.warning("store %s: dropped %d oldest telemetry rows", reason, dropped)
+        self._drops.append((reason, dropped))
+        return int(dropped)
 
     def _bump(self, name: str, delta: int) -> None:
         self._counters[name] = self._counters.get(name, 0) + delta
@@ -330,20 +693,22 @@ class SqliteStore:
 
     def _reload_counters(self) -> None:
         self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        self._counters.setdefault("telemetry_rows", 0)
 
     # ---- outbox -------------------------------------------------------------------------
 
+    @_heals
     def lane_state(self, lane: Lane) -> LaneState:
         row = self._db.execute("SELECT next_seq, prev_digest FROM lane_state WHERE lane=?", (lane.value,)).fetchone()
         return LaneState(row[0], row[1]) if row else LaneState(1, GENESIS_DIGEST)
 
+    @_heals
     def pending(self, lane: Lane) -> PendingBatch | None:
         row = self._db.execute(
             "SELECT seq, last_id, count, digest, frame FROM pending WHERE lane=?", (lane.value,)
         ).fetchone()
         return PendingBatch(lane, row[0], row[1], row[2], row[3], bytes(row[4])) if row else None
 
+    @_heals
     def unbatched(self, lane: Lane, limit: int) -> tuple[int, int | None]:
         """(rows waiting beyond the in-flight batch, capped at ``limit``; ts_ms of the oldest).
 
@@ -358,29 +723,46 @@ class SqliteStore:
         ).fetchone()
         return int(row[0]), row[1]
 
+    @_heals
     def drop_pending(self, lane: Lane) -> None:
         """Forget the in-flight batch (its rows stay and are batched again under the same seq).
         Used when the gateway key changed: the old frame's signature would never verify."""
-        self._db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+        self._write(lambda: self._db.execute("DELETE FROM pending WHERE lane=?", (lane.value,)))
 
+    @_heals
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None:
         """Return the in-flight batch of ``lane``, or form the next one from the oldest rows."""
-        existing = self.pending(lane)
-        if existing is not None:
-            return existing
-        rows = self._read_rows(lane, max_records)
-        if not rows:
-            return None
-        state = self.lane_state(lane)
-        ids = [r[0] for r in rows]
-        wire = [r[1] for r in rows]
-        frame, digest = build(lane, state.next_seq, state.prev_digest, wire)
-        batch = PendingBatch(lane, state.next_seq, ids[-1], len(ids), digest, frame)
+        for _ in range(3):
+            existing = self.pending(lane)
+            if existing is not None:
+                return existing
+            rows = self._read_rows(lane, max_records)
+            if not rows:
+                return None
+            state = self.lane_state(lane)
+            ids = [r[0] for r in rows]
+            wire = [r[1] for r in rows]
+            frame, digest = build(lane, state.next_seq, state.prev_digest, wire)
+            batch = PendingBatch(lane, state.next_seq, ids[-1], len(ids), digest, frame)
+            if self._write(functools.partial(self._record_pending, batch)):
+                return batch
+            # the frame's rows were dropped to make room for the frame itself: form it again
+        raise StoreFull(f"{self.path}: no room for the next {lane.value} batch")
+
+    def _record_pending(self, batch: PendingBatch) -> bool:
+        """Record the in-flight batch, unless rows it covers were dropped (to make room for it,
+        on a retry of this transaction): then False."""
+        (count,) = self._db.execute(
+            f"SELECT count(*) FROM {_TABLE[batch.lane]} WHERE id <= ?",  # noqa: S608 - fixed names
+            (batch.last_id,),
+        ).fetchone()
+        if count != batch.count:
+            return False
         self._db.execute(
             "INSERT INTO pending(lane, seq, last_id, count, digest, frame) VALUES (?,?,?,?,?,?)",
-            (lane.value, batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
+            (batch.lane.value, batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
         )
-        return batch
+        return True
 
     def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
         """The oldest ``limit`` rows of ``lane`` in wire form, stopping early once their encoded
@@ -406,14 +788,17 @@ class SqliteStore:
             out.append((i, [d, k, ts, lvl, json.loads(data)]))
         return out
 
+    @_heals
+    @_heals
     def ack(self, lane: Lane, seq: int, *, now_ms: int | None = None) -> None:
         """The cloud has stored batch ``seq``: delete its rows and advance the lane, atomically.
         With ``now_ms``, also remember when (``last_acks``: sync lag for status and metrics)."""
         pend = self.pending(lane)
         if pend is None or pend.seq != seq:
             raise StoreError(f"ack for {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
-        db = self._db
-        with self._transaction():
+
+        def body() -> None:
+            db = self._db
             db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
             db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
             db.execute(
@@ -428,6 +813,10 @@ class SqliteStore:
                 self._bump("telemetry_rows", -pend.count)
             self._bump(f"{lane.value}_acked_total", pend.count)
 
+        self._write(body)
+
+    @_heals
+    @_heals
     def quarantine(self, lane: Lane, seq: int, reason: str, now_ms: int) -> int:
         """The cloud refused batch ``seq`` as something no resend can fix (malformed, too large):
         keep its frame in ``quarantine`` (never deleted: an operator can inspect and re-send it),
@@ -437,8 +826,9 @@ class SqliteStore:
         pend = self.pending(lane)
         if pend is None or pend.seq != seq:
             raise StoreError(f"quarantine of {lane.value} seq {seq}, but pending is {pend.seq if pend else None}")
-        db = self._db
-        with self._transaction():
+
+        def body() -> None:
+            db = self._db
             db.execute(
                 "INSERT INTO quarantine(lane, seq, count, frame, reason, quarantined_ms) VALUES (?,?,?,?,?,?)",
                 (lane.value, seq, pend.count, pend.frame, reason[:2000], now_ms),
@@ -459,18 +849,24 @@ class SqliteStore:
                     )
                 ]
             )
+            self._bump("events_appended_total", 1)
+
+        self._write(body)
         log.error("%s batch %d (%d records) quarantined: %s", lane.value, seq, pend.count, reason)
         return pend.count
 
+    @_heals
     def quarantined(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT id, lane, seq, count, reason, quarantined_ms FROM quarantine ORDER BY id")
         keys = ("id", "lane", "seq", "count", "reason", "quarantined_ms")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    @_heals
     def rewind(self, lane: Lane, expected_seq: int, last_digest: str, reason: str, now_ms: int) -> None:
         """Adopt the cloud's view of the lane; unacknowledged rows stay and are re-batched."""
-        db = self._db
-        with self._transaction():
+
+        def body() -> None:
+            db = self._db
             db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
             db.execute(
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
@@ -488,14 +884,19 @@ class SqliteStore:
                 ]
             )
             self._bump("sync_rewinds_total", 1)
+            self._bump("events_appended_total", 1)
+
+        self._write(body)
         log.warning("lane %s rewound to seq %d (%s)", lane.value, expected_seq, reason)
 
     # ---- device status ------------------------------------------------------------------
 
+    @_heals
     def save_status(self, statuses: dict[str, dict[str, Any]], now_ms: int) -> None:
         """Keep the latest status of every device (for `gasiot edge status`) and send it to the
         cloud as one ``device.status`` event per device, in one transaction."""
-        with self._transaction():
+
+        def body() -> None:
             self._db.executemany(
                 "INSERT OR REPLACE INTO device_status(device, updated_ms, data) VALUES (?,?,?)",
                 [(d, now_ms, json.dumps(v)) for d, v in statuses.items()],
@@ -503,6 +904,9 @@ class SqliteStore:
             self._insert_events([Event(d, "device.status", now_ms, EventLevel.INFO, v) for d, v in statuses.items()])
             self._bump("events_appended_total", len(statuses))
 
+        self._write(body)
+
+    @_heals
     def device_statuses(self) -> dict[str, tuple[int, dict[str, Any]]]:
         rows = self._db.execute("SELECT device, updated_ms, data FROM device_status ORDER BY device").fetchall()
         return {d: (ts, json.loads(data)) for d, ts, data in rows}
@@ -512,10 +916,12 @@ class SqliteStore:
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
 
+    @_heals
     def buffered(self, lane: Lane) -> int:
         (n,) = self._db.execute(f"SELECT count(*) FROM {_TABLE[lane]}").fetchone()  # noqa: S608
         return int(n)
 
+    @_heals
     def depth(self, lane: Lane) -> int:
         """The same number as ``buffered(lane)`` without counting rows (for metrics scraped while
         millions of rows wait): telemetry keeps a row counter, and event ids have no gaps
@@ -525,17 +931,20 @@ class SqliteStore:
         first, last = self._db.execute("SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)").fetchone()
         return 0 if first is None else int(last) - int(first) + 1
 
+    @_heals
     def oldest_unsent_ms(self, lane: Lane) -> int | None:
         """ts_ms of the record first in line on ``lane`` (not yet acknowledged), None if empty."""
         row = self._db.execute(f"SELECT ts_ms FROM {_TABLE[lane]} ORDER BY id LIMIT 1").fetchone()  # noqa: S608
         return None if row is None else int(row[0])
 
+    @_heals
     def last_acks(self) -> dict[Lane, int]:
         """When the cloud last acknowledged a batch of each lane (UTC epoch ms; lanes never acked
         since this was recorded are missing)."""
         rows = self._db.execute("SELECT lane, acked_ms FROM lane_acks").fetchall()
         return {Lane(lane): int(ms) for lane, ms in rows}
 
+    @_heals
     def read_all(self, lane: Lane) -> list[list[Any]]:
         """Every buffered row in wire form (diagnostics and tests)."""
         return [row for _, row in self._read_rows(lane, -1)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any, Literal
 import aiohttp
 
 from drivers.backoff import Backoff
-from edge.store import PendingBatch, Store
+from edge.store import PendingBatch, Store, StoreError
 from edge.tls_files import session as session_for
 from gascore.contract import Ack, Codec, ContractError, Rewind, build_frame
 from gascore.crypto import Signer
@@ -140,15 +141,18 @@ class SyncClient:
     async def sync_once(self, session: aiohttp.ClientSession, *, flush: bool = False) -> bool:
         """Send at most one batch (events lane first).  Returns True if a batch was acknowledged."""
         for lane in (Lane.EVENTS, Lane.TELEMETRY):
-            if not self._ready(lane, flush=flush):
-                continue
-            batch = self.store.form_batch(lane, self.max_batch_records, self._build)
-            if batch is None:
-                continue
             started = time.monotonic()
             try:
+                # The store may fail too (a full disk, a damaged file it replaces by a fresh one):
+                # the lane then waits and starts again from whatever the store holds.
+                if not self._ready(lane, flush=flush):
+                    continue
+                batch = self.store.form_batch(lane, self.max_batch_records, self._build)
+                if batch is None:
+                    continue
+                started = time.monotonic()
                 await self._send(session, batch)
-            except (aiohttp.ClientError, TimeoutError, SyncRefused) as err:
+            except (aiohttp.ClientError, TimeoutError, SyncRefused, StoreError, sqlite3.Error) as err:
                 self._observe(lane, "rejected" if isinstance(err, SyncRefused) else "failed", started)
                 self._on_failure(err)
                 await asyncio.sleep(self.backoff.next_delay())

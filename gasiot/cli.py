@@ -173,14 +173,18 @@ def edge_status(
     from edge.cert_renewal import days_left
     from edge.health import lanes_of
     from edge.runtime import STORE_FILE
-    from edge.store import SqliteStore
+    from edge.store import SqliteStore, StoreDamaged
     from gascore.records import Lane
 
     station = _load_station(config)
     db = station.data_dir / STORE_FILE
     if not db.exists():
         raise _fail(f"error: no store at {db}: the gateway has not run yet")
-    store = SqliteStore(db)
+    try:
+        # Only look: a damaged file is the running gateway's to set aside, not this command's.
+        store = SqliteStore(db, inspect=True)
+    except StoreDamaged as err:
+        raise _fail(f"error: the store is damaged ({err}); the gateway sets it aside when it finds it") from None
     try:
         now = time.time_ns() // 1_000_000
         lanes = lanes_of(store, exact=True)

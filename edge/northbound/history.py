@@ -23,11 +23,12 @@ from asyncua.ua.status_codes import StatusCodes
 
 from gascore.records import Event, Reading
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS history(
-    device TEXT NOT NULL, point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS history_by_point ON history(device, point, ts_ms);
-"""
+_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS history(
+    device TEXT NOT NULL, point TEXT NOT NULL, ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS history_by_point ON history(device, point, ts_ms)",
+)
+SCHEMA = "".join(f"{s};\n" for s in _STATEMENTS)
 
 _PRUNE_BATCH = 10_000
 
@@ -53,6 +54,12 @@ class HistoryTable:
     def __init__(self, db: sqlite3.Connection, retention_days: float) -> None:
         db.executescript(SCHEMA)
         self.retention_ms = int(retention_days * 86_400_000)
+
+    @staticmethod
+    def create(db: sqlite3.Connection) -> None:
+        """The table in a fresh store file, statement by statement (safe inside a transaction)."""
+        for statement in _STATEMENTS:
+            db.execute(statement)
 
     def write(self, db: sqlite3.Connection, readings: Sequence[Reading], events: Sequence[Event]) -> None:
         if readings:

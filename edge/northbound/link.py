@@ -36,6 +36,7 @@ def install_history(gateway: Gateway) -> HistoryTable | None:
         return None
     table = HistoryTable(gateway.store.db, config.history.retention_days)
     gateway.store.writers.append(table.write)
+    gateway.store.on_fresh_file.append(table.create)  # a damaged store file replaced while running
     return table
 
 

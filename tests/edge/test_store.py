@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,211 @@ def test_a_damaged_database_is_set_aside_not_deleted_and_a_fresh_store_starts(tm
     finally:
         fresh.close()
     assert SqliteStore(path).set_aside is None  # the fresh store opens cleanly next time
+
+
+# ---- a real small filesystem filling up (tmpfs; root) -----------------------------------------
+
+
+def cycle(n: int, points: int = 30) -> list[Reading]:
+    return [Reading("dev", f"p{i}", n * 1000 + i, float(n)) for i in range(points)]
+
+
+def drop_events(store: SqliteStore) -> list[dict[str, Any]]:
+    return [e[4] for e in store.read_all(Lane.EVENTS) if e[1] == "store.telemetry_dropped"]
+
+
+def test_a_full_filesystem_drops_the_oldest_telemetry_and_stores_every_cycle(tmp_path: Path) -> None:
+    from support.tmpfs import free_bytes, small_filesystem
+
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
+        store = SqliteStore(disk / "gateway.db", max_telemetry_rows=10**9)  # the bound is never reached
+        try:
+            assert store.reserve_path.stat().st_size == store.reserve_bytes > 0
+            for n in range(3000):  # 90,000 readings: several times what 2 MB holds
+                store.append(cycle(n))
+            c = store.counters()
+            assert c["telemetry_appended_total"] == 90_000
+            assert c["telemetry_dropped_total"] > 40_000  # the filesystem, not the bound, decided
+            assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] - c["telemetry_dropped_total"]
+            drops = drop_events(store)
+            assert drops and all(d["reason"] == "disk_full" for d in drops)
+            assert sum(d["count"] for d in drops) == c["telemetry_dropped_total"]
+            # each drop names its range: consecutive, oldest first, never overlapping
+            assert drops[0]["first_id"] == 1
+            for before, after in itertools.pairwise(drops):
+                assert after["first_id"] == before["last_id"] + 1
+                assert after["first_ts_ms"] > before["last_ts_ms"]
+            # what is left is the newest, in order, right after the last dropped row
+            build = Builder()
+            store.form_batch(Lane.TELEMETRY, 10**6, build)
+            stamps = [r[2] for r in build.calls[0][3]]
+            assert stamps == sorted(stamps) and stamps[-1] == 2999 * 1000 + 29
+            assert stamps[0] > drops[-1]["last_ts_ms"]
+            # the WAL stayed within its room and the reserve was never needed
+            wal = disk / "gateway.db-wal"
+            assert wal.stat().st_size <= store.wal_max_bytes
+            assert store.reserve_path.exists()
+            assert free_bytes(disk) > 0
+        finally:
+            store.close()
+
+
+def test_a_runaway_log_filling_the_filesystem_releases_the_reserve_and_nothing_is_lost(tmp_path: Path) -> None:
+    from support.tmpfs import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
+        store = SqliteStore(disk / "gateway.db", max_telemetry_rows=10**9)
+        try:
+            for n in range(200):
+                store.append(cycle(n))
+            fill(disk / "runaway.log")  # another program takes every free byte
+            for n in range(200, 2000):
+                store.append(cycle(n))  # never raises
+            assert not store.reserve_path.exists()  # given back to let the store go on
+            c = store.counters()
+            assert c["telemetry_appended_total"] == 2000 * 30
+            assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] - c["telemetry_dropped_total"]
+            assert sum(d["count"] for d in drop_events(store)) == c["telemetry_dropped_total"] > 0
+            assert c.get("events_lost_total", 0) == 0
+            # the log is removed: the store takes its reserve back (it looks again about once a second)
+            (disk / "runaway.log").unlink()
+            import time
+
+            deadline = time.monotonic() + 10
+            n = 2000
+            while not store.reserve_path.exists() and time.monotonic() < deadline:
+                store.append(cycle(n))
+                n += 1
+            assert store.reserve_path.exists()
+        finally:
+            store.close()
+
+
+def test_cycles_that_find_no_room_at_all_are_counted_and_reported_once_room_returns(tmp_path: Path) -> None:
+    from edge.store import StoreFull
+    from support.tmpfs import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
+        store = SqliteStore(disk / "gateway.db", max_telemetry_rows=10**9)
+        try:
+            store.append(cycle(0))
+            refused = 0
+            for n in range(1, 60):  # the log grabs whatever the store frees, every time
+                fill(disk / "runaway.log")
+                try:
+                    store.append(cycle(n, points=300), [Event("dev", "tamper", n, EventLevel.MAJOR)])
+                except StoreFull:
+                    refused += 1
+                    if refused == 3:
+                        break
+            assert refused == 3
+            (disk / "runaway.log").unlink()
+            store.append(cycle(100))
+            c = store.counters()
+            assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] - c["telemetry_dropped_total"]
+            (lost,) = [d for d in drop_events(store) if d.get("stage") == "not_stored"]
+            assert lost["count"] == 3 * 300 and lost["events_lost"] == 3 and lost["reason"] == "disk_full"
+            assert c["events_lost_total"] == 3
+        finally:
+            store.close()
+
+
+def test_a_full_disk_at_open_is_not_damage(tmp_path: Path) -> None:
+    """Before: any sqlite3.DatabaseError at open (SQLITE_FULL and 'database is locked' are
+    ones) moved a good database aside as 'damaged'."""
+    import sqlite3
+
+    from support.tmpfs import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
+        path = disk / "gateway.db"
+        store = SqliteStore(path)
+        store.append(cycle(0))
+        store.close()
+        with sqlite3.connect(path) as db:  # a database from an older release: one table to create at open
+            db.execute("DROP TABLE quarantine")
+        db.close()
+        fill(disk / "runaway.log")
+        again = SqliteStore(path)  # the reserve makes room to open
+        try:
+            assert again.set_aside is None and again.buffered(Lane.TELEMETRY) == 30
+        finally:
+            again.close()
+        assert list(disk.glob("*.corrupt-*")) == []
+
+
+# ---- damage found while running ---------------------------------------------------------------
+
+
+def damage_pages(path: Path, first: int, last: int) -> None:
+    """Overwrite pages ``first``..``last`` (1-based, 4 KiB) of the database file in place."""
+    with path.open("r+b") as f:
+        for page in range(first, last + 1):
+            f.seek((page - 1) * 4096)
+            f.write(bytes(range(256)) * 16)
+
+
+def test_damage_found_while_running_sets_the_file_aside_and_the_store_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    store = SqliteStore(path, max_telemetry_rows=10**9)
+    store.db.execute("PRAGMA cache_size=16")  # a page cache far smaller than the file, as on a big store
+    for n in range(600):
+        store.append(cycle(n), [Event("dev", "e", n, EventLevel.INFO)] if n % 100 == 0 else [])
+    b = store.form_batch(Lane.EVENTS, 2, Builder())
+    assert b is not None
+    store.ack(Lane.EVENTS, b.seq)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = path.stat().st_size // 4096
+    damage_pages(path, pages // 3, 2 * pages // 3)
+    store.append(cycle(600))  # may or may not touch a damaged page: kept either way
+    build = Builder()
+    store.form_batch(Lane.TELEMETRY, 10**6, build)  # reads the oldest rows: damaged pages
+    assert store.set_aside is not None and store.set_aside.exists()  # kept, never deleted
+    assert store.set_aside.with_name(store.set_aside.name + "-wal").exists() or store.set_aside.stat().st_size > 0
+    (event,) = [e for e in store.read_all(Lane.EVENTS) if e[1] == "store.database_set_aside"]
+    assert event[3] == "critical" and event[4]["found"] == "while running"
+    assert event[4]["unsent_events"] == 4  # 6 appended, 2 acknowledged
+    assert event[4]["unsent_telemetry"] in (600 * 30, 601 * 30)
+    c = store.counters()
+    assert c["telemetry_set_aside_total"] == event[4]["unsent_telemetry"]
+    assert c["telemetry_appended_total"] == 601 * 30  # the totals go on
+    # the fresh store works: this cycle and the next are in it, the lanes start again
+    store.append(cycle(601))
+    assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] + 30 - c["telemetry_set_aside_total"]
+    assert store.lane_state(Lane.TELEMETRY).next_seq == 1
+    store.close()
+    assert SqliteStore(path).set_aside is None
+
+
+def test_the_integrity_check_finds_damage_the_page_cache_hides(tmp_path: Path) -> None:
+    from edge.store import IntegrityCheckFailed
+
+    path = tmp_path / "gateway.db"
+    store = SqliteStore(path)
+    for n in range(300):
+        store.append(cycle(n))
+    assert store.integrity_problem() is None
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = path.stat().st_size // 4096
+    damage_pages(path, pages // 3, 2 * pages // 3)
+    store.append(cycle(300))  # the writer's cache still holds good copies: nothing noticed
+    assert store.set_aside is None
+    problem = store.integrity_problem()
+    assert problem is not None
+    assert store.heal(IntegrityCheckFailed(problem))
+    assert store.set_aside is not None and store.set_aside.exists()
+    assert store.buffered(Lane.TELEMETRY) == 0 and store.integrity_problem() is None
+    store.close()
+
+
+def test_inspecting_a_damaged_store_leaves_it_where_it_is(tmp_path: Path) -> None:
+    from edge.store import StoreDamaged
+
+    path = tmp_path / "gateway.db"
+    store = SqliteStore(path)
+    store.append(cycle(0))
+    store.close()
+    damage_pages(path, 1, 1)
+    with pytest.raises(StoreDamaged):
+        SqliteStore(path, inspect=True)
+    assert path.exists() and list(tmp_path.glob("*.corrupt-*")) == []
