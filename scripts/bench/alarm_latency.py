@@ -2,7 +2,7 @@
 store (p50/p99 over N trials, against the poll interval), and from then to the cloud holding it
 while a telemetry backlog of ≥ 500,000 readings drains (the events lane must overtake it).
 
-    python scripts/bench/alarm_latency.py [--trials 200] [--poll 0.1] [--backlog 500000]
+    python scripts/bench/alarm_latency.py [--trials 200] [--poll 0.1] [--backlog 500000] [--json]
 
 Targets (issue #4): edge p99 ≤ poll interval + 50 ms; cloud ≤ 2 s.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -38,7 +39,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(trials: int, poll: float, backlog: int) -> None:
+async def main(trials: int, poll: float, backlog: int, as_json: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         sim = RegulatorSimServer(seed=5, tick_s=3600)
@@ -80,10 +81,13 @@ async def main(trials: int, poll: float, backlog: int) -> None:
                 sim.box.set_door(False)
                 sim.step(0.0)
                 await asyncio.sleep(poll * 2.5)  # let the gateway see the door closed (condition clears)
+            report: dict[str, Any] = {"scenario": "alarm_latency", "trials": trials, "poll_s": poll, "backlog": backlog}
+            report |= {"edge_p50_ms": pct(edge_ms, 0.5), "edge_p99_ms": pct(edge_ms, 0.99), "edge_max_ms": max(edge_ms)}
             print(
                 f"edge: {trials} trials, poll interval {poll * 1000:.0f} ms: p50 {pct(edge_ms, 0.5):.1f} ms, "
                 f"p99 {pct(edge_ms, 0.99):.1f} ms, max {max(edge_ms):.1f} ms "
-                f"(target p99 ≤ {poll * 1000 + 50:.0f} ms); mean {statistics.mean(edge_ms):.1f} ms"
+                f"(target p99 ≤ {poll * 1000 + 50:.0f} ms); mean {statistics.mean(edge_ms):.1f} ms",
+                file=sys.stderr if as_json else sys.stdout,
             )
 
             # Cloud: queue a telemetry backlog at the edge, then raise one alarm.
@@ -112,12 +116,16 @@ async def main(trials: int, poll: float, backlog: int) -> None:
             still = gateway.store.buffered(__import__("gascore.records").records.Lane.TELEMETRY)
             print(
                 f"cloud: alarm held by the cloud {cloud_s:.2f} s after the change, with {backlog:,} readings queued "
-                f"({still:,} still waiting at that moment) (target ≤ 2 s)"
+                f"({still:,} still waiting at that moment) (target ≤ 2 s)",
+                file=sys.stderr if as_json else sys.stdout,
             )
+            report |= {"cloud_s": cloud_s, "backlog_waiting": still}
             stop.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await sim.stop()
+    if as_json:
+        print(json.dumps(report))
 
 
 if __name__ == "__main__":
@@ -125,5 +133,6 @@ if __name__ == "__main__":
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--poll", type=float, default=0.1)
     ap.add_argument("--backlog", type=int, default=500_000)
+    ap.add_argument("--json", action="store_true", help="print one JSON object (the text goes to stderr)")
     args = ap.parse_args()
-    asyncio.run(main(args.trials, args.poll, args.backlog))
+    asyncio.run(main(args.trials, args.poll, args.backlog, args.json))

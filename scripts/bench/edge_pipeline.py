@@ -1,7 +1,7 @@
 """Edge hot-path benchmark: readings/s through decode → process → SQLite append, beside a bare
 ``sqlite3.executemany`` of the same rows into the same kind of table, in the same run.
 
-    python scripts/bench/edge_pipeline.py [--cycles 300] [--points 500] [--synchronous NORMAL]
+    python scripts/bench/edge_pipeline.py [--cycles 300] [--points 500] [--synchronous NORMAL] [--json]
 
 Both sides use WAL, the same ``synchronous`` setting and one transaction per poll cycle.
 Target (issue #2): the pipeline reaches ≥ 50 % of the bare insert rate.
@@ -10,6 +10,7 @@ Target (issue #2): the pipeline reaches ≥ 50 % of the bare insert rate.
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import struct
 import tempfile
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=500)
     ap.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args()
     points = make_points(args.points)
     cycles = [[Reading("dev", k, 1_700_000_000_000 + c * 1000, 1.0) for k, _ in points] for c in range(args.cycles)]
@@ -128,6 +130,11 @@ def main() -> None:
             best_pipe = max(best_pipe, n / t)
             t, n = run_bare(Path(tmp) / f"bare{r}.db", cycles, args.synchronous)
             best_bare = max(best_bare, n / t)
+    if args.json:
+        report = {"scenario": "edge_pipeline", "points": args.points, "cycles": args.cycles, "rounds": args.rounds}
+        report |= {"synchronous": args.synchronous, "bare_rows_per_s": best_bare, "pipeline_readings_per_s": best_pipe}
+        print(json.dumps(report | {"ratio": best_pipe / best_bare}))
+        return
     print(f"points/cycle {args.points}, cycles {args.cycles}, synchronous={args.synchronous}, best of {args.rounds}")
     print(f"bare sqlite3.executemany : {best_bare:12,.0f} rows/s")
     print(f"edge pipeline            : {best_pipe:12,.0f} readings/s  (decode → process → append)")

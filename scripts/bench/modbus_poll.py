@@ -40,7 +40,7 @@ def serve(ports: Any, n: int, ready: Any) -> None:
     asyncio.run(main())
 
 
-async def bare(ports: list[int], interval: float, seconds: float) -> int:
+async def bare(ports: list[int], interval: float, seconds: float, registers: int = REGISTERS) -> int:
     """One pymodbus client per device, reading on a fixed grid like the gateway does."""
     clients = [AsyncModbusTcpClient("127.0.0.1", port=p, retries=0, reconnect_delay=0) for p in ports]
     for c in clients:
@@ -53,7 +53,7 @@ async def bare(ports: list[int], interval: float, seconds: float) -> int:
         start = loop.time()
         k = 0
         while loop.time() < end:
-            rr = await clients[i].read_holding_registers(0, count=REGISTERS, device_id=1)
+            rr = await clients[i].read_holding_registers(0, count=registers, device_id=1)
             if not rr.isError():
                 counts[i] += 1
             k += 1

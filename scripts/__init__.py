@@ -1,0 +1,1 @@
+"""Developer scripts (benchmarks, chaos runs): importable so that `python -m scripts.bench` works."""

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m scripts.bench all [--quick]` runs every scenario; see docs/performance.md."""
