@@ -7,6 +7,7 @@ build the driver, and whether it is polled (``Driver``) or reports by itself (``
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,18 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from drivers.modbus.config import ModbusPoint, ModbusRtuChannel, ModbusRtuOverTcpChannel, ModbusTcpChannel
-from drivers.modbus.driver import ModbusTcpDriver
 from drivers.modbus.planner import find_overlaps
-from drivers.modbus.rtu import ModbusRtuDriver, ModbusRtuOverTcpDriver
 from drivers.mqtt.config import MqttChannel, MqttPoint
-from drivers.mqtt.driver import MqttDriver
 from drivers.opcua.config import OpcUaChannel, OpcUaPoint
-from drivers.opcua.driver import OpcUaDriver
-from drivers.opcua.driver import is_polled as opcua_is_polled
 from drivers.serial_line.config import SerialLineChannel, SerialLinePoint
-from drivers.serial_line.driver import SerialLineDriver
 from drivers.sqlpoll.config import SqlPollChannel, SqlPollPoint
-from drivers.sqlpoll.driver import SqlPollDriver
 
 ValueKind = Literal["bool", "number", "any"]
 
@@ -52,6 +46,23 @@ class DriverSpec:
     value_kind: Callable[[Any], ValueKind] = field(default=lambda point: "any")
     # Problems of one device's points, given its channel: (key, message) pairs.
     point_problems: Callable[[Any, Sequence[tuple[str, Any]]], list[tuple[str, str]]] = _no_point_problems
+
+
+def _lazy(module: str, cls: str) -> Callable[[Any], Any]:
+    """A constructor that imports the driver's module on first use: the protocol stacks (asyncua,
+    aiomqtt, psycopg, pyserial) cost memory and start-up time a station that does not use them
+    should not pay.  Configuration models stay eager: station files are checked against them."""
+
+    def create(channel: Any) -> Any:
+        return getattr(importlib.import_module(module), cls)(channel)
+
+    create.__qualname__ = f"{cls} (lazy)"
+    return create
+
+
+def _opcua_polled(point: OpcUaPoint) -> bool:
+    """``mode: poll`` points go through ``read``, the rest through ``run``."""
+    return point.mode == "poll"
 
 
 def _modbus_overlaps(channel: Any, points: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
@@ -82,7 +93,7 @@ DRIVERS: dict[str, DriverSpec] = {
             "modbus_tcp",
             ModbusTcpChannel,
             ModbusPoint,
-            ModbusTcpDriver,
+            _lazy("drivers.modbus.driver", "ModbusTcpDriver"),
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),
@@ -90,7 +101,7 @@ DRIVERS: dict[str, DriverSpec] = {
             "modbus_rtu",
             ModbusRtuChannel,
             ModbusPoint,
-            ModbusRtuDriver,
+            _lazy("drivers.modbus.rtu", "ModbusRtuDriver"),
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),
@@ -98,22 +109,43 @@ DRIVERS: dict[str, DriverSpec] = {
             "modbus_rtu_tcp",
             ModbusRtuOverTcpChannel,
             ModbusPoint,
-            ModbusRtuOverTcpDriver,
+            _lazy("drivers.modbus.rtu", "ModbusRtuOverTcpDriver"),
             value_kind=_modbus_kind,
             point_problems=_modbus_overlaps,
         ),
-        DriverSpec("opcua", OpcUaChannel, OpcUaPoint, OpcUaDriver, push=True, is_polled=opcua_is_polled),
-        DriverSpec("mqtt", MqttChannel, MqttPoint, MqttDriver, push=True, is_polled=_never_polled),
+        DriverSpec(
+            "opcua",
+            OpcUaChannel,
+            OpcUaPoint,
+            _lazy("drivers.opcua.driver", "OpcUaDriver"),
+            push=True,
+            is_polled=_opcua_polled,
+        ),
+        DriverSpec(
+            "mqtt",
+            MqttChannel,
+            MqttPoint,
+            _lazy("drivers.mqtt.driver", "MqttDriver"),
+            push=True,
+            is_polled=_never_polled,
+        ),
         DriverSpec(
             "serial_line",
             SerialLineChannel,
             SerialLinePoint,
-            SerialLineDriver,
+            _lazy("drivers.serial_line.driver", "SerialLineDriver"),
             push=True,
             is_polled=_never_polled,
             point_problems=_serial_fields,
         ),
-        DriverSpec("sql_poll", SqlPollChannel, SqlPollPoint, SqlPollDriver, push=True, is_polled=_never_polled),
+        DriverSpec(
+            "sql_poll",
+            SqlPollChannel,
+            SqlPollPoint,
+            _lazy("drivers.sqlpoll.driver", "SqlPollDriver"),
+            push=True,
+            is_polled=_never_polled,
+        ),
     )
 }
 

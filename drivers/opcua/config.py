@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from asyncua import ua
-from asyncua.ua.uaerrors import UaStringParsingError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.secrets import SECRET_FILE, Password
+
+if TYPE_CHECKING:
+    from asyncua import ua
 
 SecurityPolicy = Literal["None", "Basic256Sha256"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
@@ -79,6 +80,10 @@ def parse_node_id(text: str) -> ua.NodeId:
 
     Raises ValueError naming the expected form.
     """
+    # asyncua costs ~18 MB and ~0.4 s to import: only stations with OPC-UA points pay for it.
+    from asyncua import ua
+    from asyncua.ua.uaerrors import UaStringParsingError
+
     try:
         return ua.NodeId.from_string(text.strip())
     except (UaStringParsingError, ValueError) as err:

@@ -240,7 +240,7 @@ def to_variant(value: ScalarValue, vtype: ua.VariantType) -> ua.Variant:
 
 
 def is_polled(point: OpcUaPoint) -> bool:
-    """For the driver registry: ``mode: poll`` points go through ``read``, the rest through ``run``."""
+    """``mode: poll`` points go through ``read``, the rest through ``run``."""
     return point.mode == "poll"
 
 

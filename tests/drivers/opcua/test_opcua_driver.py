@@ -12,7 +12,8 @@ import pytest_asyncio
 from opcua_kit import Recorder, running
 
 from drivers.base import CommError, DeviceError, Sample, Subscription
-from drivers.opcua import OpcUaChannel, OpcUaDriver, OpcUaPoint, WriteValueError, browse, format_browse
+from drivers.opcua import OpcUaChannel, OpcUaDriver, OpcUaPoint, WriteValueError
+from drivers.opcua.browse import browse, format_browse
 from gasiot_sim.scada_opcua import NODES, ScadaSimServer
 from support.wait import eventually
 
