@@ -85,6 +85,14 @@ class StoreSection(_Strict):
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL survives process crashes only"
     )
+    commit_window_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="Poll cycles with only readings (no events, no alarm change) wait at most this long to share "
+        "one transaction (one fsync) with other devices' cycles; anything else commits at once. 0: every cycle "
+        "commits on its own",
+    )
     integrity_check_s: float = Field(
         3600.0,
         ge=0,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from edge.alarms import persist
 from edge.alarms.manager import AlarmManager
 from edge.alarms.model import AlarmState, RequestResult
+from edge.group_commit import GroupCommit
 from edge.interlocks.engine import InterlockEngine
 from edge.rules.engine import RuleEngine, RuleOutput
 from edge.store import SqliteStore
@@ -33,6 +34,7 @@ class LocalControl:
     rule_passes: int = 0  # rule-engine passes over a cycle's readings
     rule_ticks: int = 0  # timer passes (housekeeping, about once a second)
     readings_evaluated: int = 0  # readings fed to the rules
+    group: GroupCommit | None = None  # plain-reading cycles may share a commit (set by the gateway)
 
     @classmethod
     def open(
@@ -54,8 +56,12 @@ class LocalControl:
         persist.ensure_schema(db)
         persist.save(db, self.alarms.alarms())
 
-    def cycle(self, readings: list[Reading], events: list[Event], observed: Sequence[Reading]) -> None:
-        """One poll cycle (or push delivery, or interlock outcome): evaluate, then commit atomically."""
+    def cycle(
+        self, readings: list[Reading], events: list[Event], observed: Sequence[Reading], *, may_wait: bool = False
+    ) -> bool:
+        """One poll cycle (or push delivery, or interlock outcome): evaluate, then commit atomically.
+        With ``may_wait`` a cycle of plain readings may wait for a group commit (``group``).
+        True when this cycle committed now."""
         now = self.clock()
         out_events = list(events)
         computed: list[Reading] = []
@@ -74,7 +80,7 @@ class LocalControl:
             computed += self._conditions(self.rules.observe(observed, now), out_events)
         if self.interlocks is not None and (observed or computed):
             out_events += self.interlocks.observe([*observed, *computed])
-        self._commit([*readings, *computed], out_events, [])
+        return self._commit([*readings, *computed], out_events, [], may_wait=may_wait)
 
     def housekeeping(self) -> None:
         """About once a second: rule timers, shelve expiry, read-back deadlines, CLI requests."""
@@ -96,10 +102,17 @@ class LocalControl:
                 events += self.interlocks.on_changes(output.changes)
         return output.computed
 
-    def _commit(self, readings: list[Reading], events: list[Event], results: list[RequestResult]) -> None:
+    def _commit(
+        self, readings: list[Reading], events: list[Event], results: list[RequestResult], *, may_wait: bool = False
+    ) -> bool:
         dirty = self.alarms.take_dirty()
         if not readings and not events and not dirty and not results:
-            return
+            return False
+        group = self.group
+        if group is not None:
+            if may_wait and not events and not dirty and not results and group.hold(readings):
+                return False
+            readings = [*group.take(), *readings]  # held readings first: order is kept
         now = self.clock()
 
         def alarm_state(db: sqlite3.Connection) -> None:
@@ -112,6 +125,7 @@ class LocalControl:
         except BaseException:
             self.alarms.restore_dirty(dirty)
             raise
+        return True
 
     def shelve(self, alarm_id: str, until_ms: int, by: str, reason: str, origin: str = "cloud") -> tuple[str, str]:
         """Shelving from the cloud (downlink command): same state as a shelve on site."""

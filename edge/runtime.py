@@ -29,6 +29,7 @@ from edge.datalock import DataDirLock
 from edge.device_status import DeviceStatus
 from edge.downlink import SIGNATURE_HEADER, CommandPoller, Handler, Outcome
 from edge.enroll import CLOUD_KEY_FILE, PAYLOAD_KEY_FILE, load_cloud_verifier, load_payload_key
+from edge.group_commit import GroupCommit
 from edge.health_http import HealthContext, HealthServer, create_app
 from edge.interlocks.engine import InterlockEngine
 from edge.launcher import ROOT_ENV
@@ -86,6 +87,19 @@ class Gateway:
     request_stop: Callable[[], None] | None = None  # set by serve(): stop (and exit with exit_code)
     exit_code: int = 0
     commits: int = 0  # poll cycles committed since this start (the release health check)
+    group: GroupCommit = field(init=False)  # plain-reading cycles sharing a commit
+
+    def __post_init__(self) -> None:
+        self.group = GroupCommit(self.store, 0.0, on_failure=self._group_failed, on_commit=self._committed)
+
+    def _group_failed(self, err: BaseException) -> None:
+        self.store_failures += 1
+        self.store_error = f"{type(err).__name__}: {err}"
+        log.error("store: a group commit failed: %s", self.store_error)
+
+    def _committed(self) -> None:
+        if self.sync is not None:
+            self.sync.notify()
 
     @classmethod
     def build(cls, station: Station, signer: Signer | None = None) -> Gateway:
@@ -102,6 +116,7 @@ class Gateway:
         )
         _retire_frames_of_other_keys(store, signer)
         gw = cls(station, signer, store, lock=lock)
+        gw.group.window_s = cfg.store.commit_window_ms / 1000
         if cfg.health is not None:
             gw.metrics = GatewayMetrics(cfg.gateway.id, gw, now_ms)
         tls = gateway_ssl_context(station.data_dir, cfg.gateway.cloud_url, station.ca_file)
@@ -149,7 +164,7 @@ class Gateway:
                         channel=gw.channels[dev.channel],
                         points=polled,
                         processor=processor,
-                        sink=gw.accept,
+                        sink=gw.accept_polled,
                         stats=status,
                     )
                 )
@@ -158,12 +173,13 @@ class Gateway:
                     PushedDevice(Subscription(dev.id, dev.unit_id, subscribed), processor, status)
                 )
         for channel_id, devices in pushed.items():
-            gw.push_channels.append(PushChannel(channel_id, drivers[channel_id][1], devices, gw.accept))
+            gw.push_channels.append(PushChannel(channel_id, drivers[channel_id][1], devices, gw.accept_polled))
         gw.drivers = {cid: d for cid, (_, d) in drivers.items()}
         gw.devices = {d.id: d for d in cfg.devices}
         if station.rule_engine is not None:
             interlocks = InterlockEngine(cfg.interlocks, gw.write_point, gw.emit, now_ms) if cfg.interlocks else None
             gw.local = LocalControl.open(store, station.rule_engine, interlocks, now_ms)
+            gw.local.group = gw.group
         gw.control = Control(station, gw.write_point, gw.emit, now_ms)
         if station.opcua_server is not None:
             from edge.northbound import link as northbound_link
@@ -324,14 +340,34 @@ class Gateway:
             return Outcome("refused", f"the command has no {err.args[0]!r}")
         return Outcome("done" if result.status == "done" else "failed", str(result))
 
-    def accept(self, readings: list[Reading], events: list[Event], observed: list[Reading] | None = None) -> None:
+    def accept_polled(
+        self, readings: list[Reading], events: list[Event], observed: list[Reading] | None = None
+    ) -> None:
+        """A device's poll cycle or push delivery: like ``accept``, but plain readings may wait
+        up to ``store.commit_window_ms`` to share a commit with other devices' (edge/group_commit.py)."""
+        self.accept(readings, events, observed, may_wait=True)
+
+    def accept(
+        self,
+        readings: list[Reading],
+        events: list[Event],
+        observed: list[Reading] | None = None,
+        *,
+        may_wait: bool = False,
+    ) -> None:
         """One poll cycle: through the rules, alarms and interlocks, then committed to SQLite
         (in one transaction) before anything else sees it."""
+        group = self.group
         try:
             if self.local is not None:
-                self.local.cycle(readings, events, observed if observed is not None else readings)
+                committed = self.local.cycle(
+                    readings, events, observed if observed is not None else readings, may_wait=may_wait
+                )
+            elif may_wait and not events and group.hold(readings):
+                committed = False
             else:
-                self.store.append(readings, events)
+                self.store.append([*group.take(), *readings], events)
+                committed = True
         except (sqlite3.Error, StoreError) as err:
             self.store_failures += 1
             self.store_error = f"{type(err).__name__}: {err}"
@@ -346,7 +382,7 @@ class Gateway:
         self.commits += 1
         if self.control is not None:
             self.control.observe(observed if observed is not None else readings)
-        if self.sync is not None:
+        if committed and self.sync is not None:
             self.sync.notify()
 
     def emit(self, events: list[Event]) -> None:
@@ -449,6 +485,7 @@ class Gateway:
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
+            self.group.flush()  # what the last poll cycles held, before the final drain
             self.save_status()
             await self.flush(flush_timeout_s)
             log.info(

@@ -191,6 +191,7 @@ def write_station(
     interval_s: float,
     sync: dict[str, Any] | None = None,
     synchronous: str = "FULL",
+    commit_window_ms: int | None = None,
 ) -> Path:
     """A station of one regulator-like box per port: ``registers`` holding registers (uint16,
     scale 0.1) read in one request every ``interval_s``.  Store and sync sections keep their
@@ -200,7 +201,11 @@ def write_station(
     data = {
         "gateway": {"id": gateway_id, "cloud_url": cloud_url, "data_dir": str(path.parent / f"data-{gateway_id}")},
         "models": [str(models)],
-        "store": {"max_telemetry_rows": 5_000_000, "synchronous": synchronous},
+        "store": {
+            "max_telemetry_rows": 5_000_000,
+            "synchronous": synchronous,
+            **({} if commit_window_ms is None else {"commit_window_ms": commit_window_ms}),
+        },
         "sync": sync or {},
         "channels": [
             {"id": f"link{i}", "driver": "modbus_tcp", "host": "127.0.0.1", "port": p, "timeout_s": 2.0}

@@ -154,6 +154,7 @@ async def run_interval(
         registers=regs,
         interval_s=interval,
         synchronous=args.synchronous,
+        commit_window_ms=args.commit_window_ms,
     )
     cloud.enroll(station)
     db = common.edge_db(station)
@@ -309,6 +310,9 @@ def cli() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the first data, not measured")
     parser.add_argument("--seconds", type=float, default=30.0, help="the measured window of each run")
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL", help="the gasiot edge store's")
+    parser.add_argument(
+        "--commit-window-ms", type=int, default=None, help="the gasiot edge store's (default: the product default)"
+    )
     parser.add_argument("--no-tb", action="store_true", help="leave out the ThingsBoard gateway")
     parser.add_argument("--profile", metavar="DIR", help="run the gasiot gateway under cProfile; .prof files here")
     parser.add_argument("--quick", action="store_true", help="a short run: 3 s warm-up, 10 s windows")
