@@ -88,9 +88,38 @@ def _is_full(err: BaseException) -> bool:
 
 
 def _check_integrity(db: sqlite3.Connection) -> None:
+    problem = _damage_in(db)
+    if problem is not None:
+        raise IntegrityCheckFailed(problem)
+
+
+def _damage_in(db: sqlite3.Connection) -> str | None:
+    """What is wrong with the file: SQLite's own structural check, then whether the store agrees
+    with itself.  A file whose pages come from different moments (copied while being written,
+    or from a card that reorders writes) can be well-formed page by page and still hold an older
+    version of some pages than of others; the row counter, written in the same transaction as
+    the rows, then disagrees with the rows."""
     (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
     if verdict != "ok":
-        raise IntegrityCheckFailed(f"integrity check failed: {verdict}")
+        return f"integrity check failed: {verdict}"
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"telemetry", "events", "counters", "pending"} <= tables:
+        return None  # a store being created
+    row = db.execute("SELECT value FROM counters WHERE name='telemetry_rows'").fetchone()
+    (rows,) = db.execute("SELECT count(*) FROM telemetry").fetchone()
+    if row is not None and row[0] != rows:
+        return f"inconsistent store: {rows} telemetry rows, the counter says {row[0]}"
+    # Events leave only from the front (acknowledged, quarantined): their ids have no gaps.
+    count, first, last = db.execute("SELECT count(*), min(id), max(id) FROM events").fetchone()
+    if count and last - first + 1 != count:
+        return f"inconsistent store: {count} events with ids {first}..{last}"
+    for lane, table in _TABLE.items():
+        pend = db.execute("SELECT last_id, count FROM pending WHERE lane=?", (lane.value,)).fetchone()
+        if pend is not None:
+            (held,) = db.execute(f"SELECT count(*) FROM {table} WHERE id <= ?", (pend[0],)).fetchone()  # noqa: S608
+            if held != pend[1]:
+                return f"inconsistent store: the {lane.value} batch in flight has {pend[1]} rows, {held} are there"
+    return None
 
 
 def _set_aside(path: Path, reason: str) -> Path:
@@ -245,6 +274,7 @@ class SqliteStore:
         self._max_db_pages = _MAX_PAGES
         self.reserve_path = path.with_name(path.name + ".reserve")
         self.wal_max_bytes = self.reserve_bytes = 0  # set from the filesystem's size at open
+        self._drop_chunk_rows = 10_000
         self._budget_checked = -1e9
         self._unstored = _Unstored()
         self._drops: list[tuple[str, int]] = []  # (reason, rows) dropped in the open transaction
@@ -318,7 +348,8 @@ class SqliteStore:
             "unsent_telemetry": c.get("telemetry_rows", 0),
             "unsent_events": c.get("events_appended_total", 0)
             - c.get("events_acked_total", 0)
-            - c.get("events_quarantined_total", 0),
+            - c.get("events_quarantined_total", 0)
+            - c.get("events_set_aside_total", 0),
         }
         log.critical("store %s: damage found while running (%s); unsent in it: %s", self.path, err, unsent)
         with contextlib.suppress(sqlite3.Error):
@@ -334,8 +365,7 @@ class SqliteStore:
         counters["telemetry_set_aside_total"] = c.get("telemetry_set_aside_total", 0) + unsent["unsent_telemetry"]
         counters["events_set_aside_total"] = c.get("events_set_aside_total", 0) + unsent["unsent_events"]
         self._counters = counters
-        self._unstored = _Unstored()
-        self._budget_checked = -1e9
+        self._prepare_disk()
 
         def fresh() -> None:
             for hook in self.on_fresh_file:
@@ -346,21 +376,21 @@ class SqliteStore:
         return True
 
     def integrity_problem(self) -> str | None:
-        """What ``PRAGMA quick_check`` finds wrong with the file, or None.  On a connection of its
-        own (its own page cache: what is on disk now, through the WAL), read-only, so it can
-        run in a worker thread beside the writer.  The writer's cache can hide a damaged page
-        for as long as it stays cached; this reads every page from the file."""
+        """What is wrong with the file (``quick_check``, then whether the store agrees with
+        itself), or None.  On a connection of its own (its own page cache: what is on disk now,
+        through the WAL), read-only, so it can run in a worker thread beside the writer.  The
+        writer's cache can hide a damaged page for as long as it stays cached; this reads every
+        page from the file."""
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
         except sqlite3.Error:
             return None  # not there (being replaced) or busy: the next check will tell
         try:
-            (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+            with contextlib.closing(db):
+                db.execute("BEGIN")  # one snapshot for all the checks
+                return _damage_in(db)
         except sqlite3.DatabaseError as err:
             return str(err) if is_damage(err) else None
-        finally:
-            db.close()
-        return None if verdict == "ok" else f"integrity check failed: {verdict}"
 
     def count_unstored(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
         """A cycle that never reached the store (its commit failed for a reason found outside
@@ -395,12 +425,14 @@ class SqliteStore:
         vfs = os.statvfs(self.path.parent)
         total = vfs.f_blocks * vfs.f_frsize
         # A WAL that checkpoints every 1/64 of the filesystem (SQLite's 1000 pages on anything
-        # over 256 MB), and may hold one large transaction beyond that.
+        # over 256 MB), and may hold one large transaction (16 pages) beyond that.
         wal_pages = max(16, min(1000, total // 64 // self._page_size))
-        self.wal_max_bytes = (wal_pages + 32) * (self._page_size + 24) + 32
-        # The reserve covers what recovering from a full filesystem writes: a checkpoint that
-        # grows the database by up to a WAL or two, the drop, its event and a fresh WAL.
-        self.reserve_bytes = 2 * self.wal_max_bytes
+        self.wal_max_bytes = (wal_pages + 16) * (self._page_size + 24) + 32
+        # The reserve covers what recovering from a filesystem filled by someone else writes: a
+        # checkpoint that grows the database by up to a WAL, then the drops (in transactions
+        # of a bounded size) and their events.
+        self.reserve_bytes = self.wal_max_bytes + 16 * self._page_size
+        self._drop_chunk_rows = max(100, wal_pages * self._page_size // 64)  # rows of 64 bytes at most
         self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         self._db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
         self._apply_budget(force=True)
@@ -443,6 +475,13 @@ class SqliteStore:
         log.warning("store %s: filesystem full; released the %d byte reserve", self.path, self.reserve_bytes)
         return True
 
+    def _use_reserve(self) -> bool:
+        """Give the reserve back to the filesystem and use it to fold the WAL into the database."""
+        if not self._release_reserve():
+            return False
+        self._checkpoint()
+        return True
+
     def _checkpoint(self) -> None:
         """Fold the WAL into the database and cut it to nothing (best effort)."""
         with contextlib.suppress(sqlite3.OperationalError):
@@ -469,7 +508,7 @@ class SqliteStore:
             first = err
         by_budget = self._at_page_budget()
         self._apply_budget(force=True)  # the free space has just changed under us
-        remedies: list[Callable[[], object]] = [] if by_budget else [self._checkpoint, self._release_reserve]
+        remedies: list[Callable[[], object]] = [] if by_budget else [self._checkpoint, self._use_reserve]
         remedies.append(self._drop_for_room)
         for remedy in remedies:
             if remedy() is False:
@@ -483,22 +522,34 @@ class SqliteStore:
         raise StoreFull(f"{self.path}: disk full even after dropping old telemetry ({first})") from first
 
     def _drop_for_room(self) -> bool:
-        n = max(1, self._counters.get("telemetry_rows", 0) // 10)
-        for attempt in range(2):
-            try:
-                dropped = self._run(lambda: self._drop_oldest(n, _now_ms(), "disk_full"))
-            except sqlite3.OperationalError as err:
-                if not _is_full(err):
-                    raise
-                if attempt:
-                    return False  # no room even to delete: StoreFull
-                self._checkpoint()
-                self._release_reserve()
-                self._apply_budget(force=True)
-            else:
-                self._checkpoint()  # the WAL that held the drop goes back to the filesystem
-                return dropped > 0
-        return False
+        """Drop the oldest tenth of the buffered telemetry, in transactions small enough for the
+        WAL's room (a deleted row's page goes through the WAL too: one transaction for a tenth
+        of a full disk would need a WAL that size), each with its own event."""
+        left = max(1, self._counters.get("telemetry_rows", 0) // 10)
+        total = 0
+        while left > 0:
+            chunk = min(left, self._drop_chunk_rows)
+            for attempt in range(2):
+                try:
+                    dropped = self._run(functools.partial(self._drop_oldest, chunk, _now_ms(), "disk_full"))
+                except sqlite3.OperationalError as err:
+                    if not _is_full(err):
+                        raise
+                    if attempt:
+                        return total > 0  # no room even to delete
+                    self._checkpoint()
+                    self._use_reserve()
+                    self._apply_budget(force=True)
+                else:
+                    break
+            if not dropped:
+                break
+            total += dropped
+            left -= dropped
+        self._checkpoint()  # the WAL that held the drops goes back to the filesystem
+        if total:
+            log.warning("store %s: disk full: dropped the oldest %d telemetry rows", self.path, total)
+        return total > 0
 
     def _run(self, body: Callable[[], T]) -> T:
         with self._transaction():
@@ -535,6 +586,8 @@ class SqliteStore:
         if self._unstored.readings or self._unstored.events:
             log.warning("store %s: commits succeed again", self.path)
             self._unstored = _Unstored()
+        if self._counters["telemetry_rows"] > self.max_telemetry_rows:
+            self._enforce_bound(readings[-1].ts_ms if readings else _now_ms())
         for listener in self.listeners:
             try:
                 listener(readings, events)
@@ -587,8 +640,6 @@ class SqliteStore:
         self._bump("events_appended_total", len(events))
         if self._unstored.readings or self._unstored.events:
             self._report_unstored()
-        if self._counters["telemetry_rows"] > self.max_telemetry_rows:
-            self._enforce_bound(readings[-1].ts_ms if readings else _now_ms())
 
     def _report_unstored(self) -> None:
         lost = self._unstored
@@ -642,10 +693,23 @@ class SqliteStore:
         )
 
     def _enforce_bound(self, now_ms: int) -> None:
-        # Drop down to a low-water mark, not just under the bound: drops (and their events and
-        # log lines) then happen once per ~10 % of the bound, not once per poll cycle.
+        """Drop down to a low-water mark, not just under the bound: drops (and their events and
+        log lines) then happen once per ~10 % of the bound, not once per poll cycle.  After the
+        cycle's commit, in transactions of a bounded size (a poll cycle never waits for a delete
+        of 10 % of the store, and the WAL stays within its room); if it fails (a full disk), the
+        next cycle tries again."""
         low_water = self.max_telemetry_rows - max(1, self.max_telemetry_rows // 10)
-        self._drop_oldest(self._counters["telemetry_rows"] - low_water, now_ms, "bound_rows")
+        left = self._counters["telemetry_rows"] - low_water
+        try:
+            while left > 0:
+                dropped = self._write(
+                    functools.partial(self._drop_oldest, min(left, self._drop_chunk_rows), now_ms, "bound_rows")
+                )
+                if not dropped:
+                    return  # only the batch in flight is left
+                left -= dropped
+        except (sqlite3.Error, StoreError) as err:
+            log.warning("store %s: over its bound, dropping failed (%s); the next cycle tries again", self.path, err)
 
     def _drop_oldest(self, excess: int, now_ms: int, reason: str) -> int:
         in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='telemetry'").fetchone()
@@ -682,7 +746,8 @@ class SqliteStore:
             ]
         )
         self._bump("events_appended_total", 1)
-        self._drops.append((reason, dropped))
+        if reason != "disk_full":  # (those are said once for all their transactions)
+            self._drops.append((reason, dropped))
         return int(dropped)
 
     def _bump(self, name: str, delta: int) -> None:

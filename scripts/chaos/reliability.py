@@ -32,6 +32,9 @@ FAULTS = [
     "tests/e2e/test_cloud_outage.py",
     "tests/edge/test_sync.py",
     "tests/edge/test_store.py",
+    "tests/e2e/test_disk_full.py",
+    "tests/edge/test_store_torn_copies.py",
+    "tests/e2e/test_store_damage.py",
     "tests/cloud/test_ingest_postgres_multiprocess.py",
 ]
 GROUPS = {

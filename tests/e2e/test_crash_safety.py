@@ -7,8 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import sqlite3
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +15,7 @@ from aiohttp import web
 
 from gasiot_sim.modbus_server import RegulatorSimServer
 from support.cloud import running_cloud
+from support.edge_process import edge_counters, start_edge
 from support.gateway import enrolled_station
 from support.http import serve_batches
 from support.reliability import record
@@ -24,31 +23,6 @@ from support.station import station_dict
 from support.wait import eventually
 
 KILLS = int(os.environ.get("GASIOT_CHAOS_KILLS", "20"))  # scripts/chaos/reliability.py runs 200
-
-
-def edge_counters(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        (buffered,) = conn.execute("SELECT count(*) FROM telemetry").fetchone()
-    counters["buffered"] = buffered
-    return counters
-
-
-async def start_edge(station_file: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gasiot",
-            "edge",
-            "run",
-            str(station_file),
-            "--log-level",
-            "INFO",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=sink,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 async def holding_proxy(cloud_url: str) -> tuple[web.AppRunner, str, asyncio.Event, asyncio.Event]:

@@ -417,3 +417,26 @@ def test_inspecting_a_damaged_store_leaves_it_where_it_is(tmp_path: Path) -> Non
     with pytest.raises(StoreDamaged):
         SqliteStore(path, inspect=True)
     assert path.exists() and list(tmp_path.glob("*.corrupt-*")) == []
+
+
+def test_damage_twice_keeps_both_files_and_counts_both(tmp_path: Path) -> None:
+    from edge.store import IntegrityCheckFailed
+
+    path = tmp_path / "gateway.db"
+    store = SqliteStore(path)
+    try:
+        for round_ in range(2):
+            for n in range(10):
+                store.append(cycle(100 * round_ + n), [Event("dev", "e", n, EventLevel.INFO)])
+            assert store.heal(IntegrityCheckFailed(f"found in round {round_}"))
+        kept = sorted(tmp_path.glob("gateway.db.corrupt-*"))
+        assert len([p for p in kept if not p.name.endswith(("-wal", "-shm"))]) == 2  # same second: both kept
+        c = store.counters()
+        assert c["telemetry_set_aside_total"] == 2 * 10 * 30
+        # each round's events: 10 appended, plus the first round's set-aside event in round two
+        assert c["events_set_aside_total"] == 10 + 11
+        events = store.read_all(Lane.EVENTS)
+        assert [e[1] for e in events] == ["store.database_set_aside"]
+        assert events[0][4]["unsent_events"] == 11 and events[0][4]["unsent_telemetry"] == 300
+    finally:
+        store.close()
