@@ -20,6 +20,7 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from drivers.base import CommError, DeviceError, Driver, Sample, ScalarValue
 from drivers.modbus.config import ModbusPoint, ModbusTcpChannel
 from drivers.modbus.ops import (
+    LinkWatch,
     ModbusStatistics,
     PlanCache,
     decode_response,
@@ -27,7 +28,6 @@ from drivers.modbus.ops import (
     response_samples,
     send_read,
     send_write,
-    until_lost,
     write_payload,
 )
 from drivers.modbus.planner import Member, ReadRequest
@@ -50,9 +50,9 @@ class ModbusTcpDriver:
         # spent queueing behind another unit's poll.
         self._lock = asyncio.Lock()
         self._usable = False  # False: reconnect before the next request
-        # Set by pymodbus when the peer drops the socket; pymodbus itself would let an in-flight
-        # request wait for its full timeout, so requests race against this event.
-        self._lost = asyncio.Event()
+        # Told by pymodbus when the peer drops the socket; pymodbus itself would let an in-flight
+        # request wait for its full timeout, so the watch fails it at once.
+        self._link = LinkWatch()
         self._up: bool | None = None  # last logged state, so only changes are logged
         self._plans = PlanCache(max_registers=channel.max_registers, max_bits=channel.max_bits, max_gap=channel.max_gap)
 
@@ -86,7 +86,7 @@ class ModbusTcpDriver:
             )
         else:
             client.close()  # drop a half-dead socket before dialling again
-        self._lost = asyncio.Event()
+        self._link = LinkWatch()
         if not await open_client(client, self.channel.timeout_s):
             self.statistics.comm_errors += 1
             self._set_up(False, "connect failed")
@@ -98,7 +98,7 @@ class ModbusTcpDriver:
 
     def _on_connection_change(self, connected: bool) -> None:
         if not connected:
-            self._lost.set()
+            self._link.lose()
 
     def _set_up(self, up: bool, why: str) -> None:
         if up != self._up:
@@ -162,7 +162,7 @@ class ModbusTcpDriver:
         self.statistics.requests += 1
         try:
             async with asyncio.timeout(self.channel.timeout_s):
-                return await until_lost(call, self._lost)
+                return await self._link.run(call)
         except TimeoutError as err:
             self._broken("timeout")
             raise CommError(f"{self._endpoint} did not answer within {self.channel.timeout_s} s") from err

@@ -94,23 +94,41 @@ def send_write(client: ModbusBaseClient, unit: int, address: int, payload: Write
     return client.write_registers(address, payload, device_id=unit)
 
 
-async def until_lost(call: Callable[[], Awaitable[ModbusPDU]], lost: asyncio.Event) -> ModbusPDU:
-    """Await ``call()``, failing at once (ConnectionException) if ``lost`` is set meanwhile.
+class LinkWatch:
+    """The state of one connection (or open port): ``run`` awaits a request and fails it at once
+    (ConnectionException) when ``lose`` is called meanwhile.
 
-    pymodbus lets a request whose connection dropped wait for its full timeout; racing it against
-    the driver's "connection lost" event turns a dead link into an immediate error.
+    pymodbus lets a request whose connection dropped wait for its full timeout; cancelling the
+    request when the link is lost turns a dead link into an immediate error.  One task per request
+    (racing it against an event's wait task cost about 8 µs more per request: #9).
     """
-    request = asyncio.ensure_future(call())
-    lost_wait = asyncio.ensure_future(lost.wait())
-    try:
-        await asyncio.wait((request, lost_wait), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        lost_wait.cancel()
-        if not request.done():
-            request.cancel()  # on timeout, cancellation or connection loss
-    if not request.done() or request.cancelled():
-        raise ConnectionException("connection closed by peer")
-    return request.result()
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._inflight: asyncio.Future[ModbusPDU] | None = None
+
+    def lose(self) -> None:
+        self.lost = True
+        if self._inflight is not None:
+            self._inflight.cancel()
+
+    async def run(self, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        if self.lost:
+            raise ConnectionException("connection closed by peer")
+        request = asyncio.ensure_future(call())
+        self._inflight = request
+        try:
+            return await request
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            # Our own cancellation (timeout, shutdown) propagates; the link's becomes an error.
+            if self.lost and request.cancelled() and (current is None or not current.cancelling()):
+                raise ConnectionException("connection closed by peer") from None
+            raise
+        finally:
+            self._inflight = None
+            if not request.done():
+                request.cancel()
 
 
 def write_function(payload: WritePayload) -> int:

@@ -41,13 +41,13 @@ from drivers.modbus.bus import BusQueue, Priority
 from drivers.modbus.config import BIT_TABLES, ModbusPoint, ModbusRtuChannel, ModbusRtuOverTcpChannel
 from drivers.modbus.ops import (
     READ_FUNCTION,
+    LinkWatch,
     ModbusStatistics,
     PlanCache,
     open_client,
     response_samples,
     send_read,
     send_write,
-    until_lost,
     write_function,
     write_payload,
 )
@@ -134,7 +134,7 @@ class _RtuLine(ABC):
         # Created on first use: pymodbus clients need a running event loop.
         self._client: ModbusBaseClient | None = None
         self._usable = False  # False: reopen before the next transaction
-        self._lost = asyncio.Event()  # set by pymodbus (via trace_connect) when the port closes
+        self._link = LinkWatch()  # told by pymodbus (via trace_connect) when the port closes
         self._up: bool | None = None  # last logged line state
         self._answering: dict[int, bool] = {}  # last logged state per unit
         self._unanswered = 0  # requests in a row that no unit answered
@@ -153,7 +153,7 @@ class _RtuLine(ABC):
     async def close(self) -> None:
         """Close the port.  Not a bus transaction: closing must not wait for a stuck request."""
         self._usable = False
-        self._lost.set()  # an in-flight request fails now instead of at its timeout
+        self._link.lose()  # an in-flight request fails now instead of at its timeout
         if self._client is not None:
             self._client.close()
 
@@ -165,7 +165,7 @@ class _RtuLine(ABC):
             client = self._client = self._new_client()
         else:
             client.close()  # drop a broken port before opening it again
-        self._lost = asyncio.Event()
+        self._link = LinkWatch()
         if not await open_client(client, self._timeout_s):
             self.statistics.comm_errors += 1
             self._set_up(False, "cannot open")
@@ -178,7 +178,7 @@ class _RtuLine(ABC):
 
     def _on_connection_change(self, connected: bool) -> None:
         if not connected:
-            self._lost.set()
+            self._link.lose()
 
     def _broken(self, why: str) -> None:
         self.statistics.comm_errors += 1
@@ -250,7 +250,7 @@ class _RtuLine(ABC):
             timeout_s = self._timeout_s + wire_bytes * self._char_s
             try:
                 async with asyncio.timeout(timeout_s):
-                    response = await until_lost(partial(send, client), self._lost)
+                    response = await self._link.run(partial(send, client))
             except TimeoutError as err:
                 self._no_answer(client, unit, counters)
                 raise NoAnswerError(f"unit {unit} on {self._endpoint} did not answer within {timeout_s:.3g} s") from err
