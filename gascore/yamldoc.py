@@ -119,7 +119,13 @@ def format_loc(loc: Iterable[str | int]) -> str:
 
 
 def parse_yaml(text: str, path: str) -> YamlDocument:
-    loader = _LineLoader(text)
+    try:
+        loader = _LineLoader(text)
+    except yaml.reader.ReaderError as err:  # a control character (a paste from a terminal, a bad editor)
+        where = text.count("\n", 0, err.position) + 1
+        raise ConfigError(
+            [Problem(path, where, "", f"character {err.character:#06x} is not allowed in YAML (remove it)")]
+        ) from err
     try:
         node = loader.get_single_node()
         if node is None:

@@ -40,7 +40,7 @@ FAULTS = [
 GROUPS = {
     (
         "Bad input (malformed batches, parsers fuzzed with hypothesis, devices answering garbage, OPC-UA values"
-        " off the wire, control values, station files, the API fuzzed by schemathesis)"
+        " off the wire, control values, mutated station files and thing models, the API fuzzed by schemathesis)"
     ): [
         "tests/cloud/test_ingest_malformed.py",
         "tests/drivers/serial_line",
@@ -50,6 +50,8 @@ GROUPS = {
         "tests/drivers/modbus/test_modbus_faulty_device.py",
         "tests/drivers/opcua/test_opcua_variant_fuzz.py",
         "tests/edge/test_control_values.py",
+        "tests/edge/test_config_fuzz.py",
+        "tests/gascore/test_contract_fuzz.py",
     ],
     "Attacks (forged/replayed/revoked batches, tampered or expired commands, roles × routes, TLS, secrets)": [
         "tests/cloud/test_ingest_security.py",
