@@ -58,6 +58,8 @@ class GroupCommit:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
+        if not readings:  # a cycle whose values all stayed within their deadbands
+            return True
         self._held.extend(readings)
         self.cycles_held += 1
         if len(self._held) >= self.max_held:
