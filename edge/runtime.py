@@ -30,11 +30,9 @@ from edge.device_status import DeviceStatus
 from edge.downlink import SIGNATURE_HEADER, CommandPoller, Handler, Outcome
 from edge.enroll import CLOUD_KEY_FILE, PAYLOAD_KEY_FILE, load_cloud_verifier, load_payload_key
 from edge.group_commit import GroupCommit
-from edge.health_http import HealthContext, HealthServer, create_app
 from edge.interlocks.engine import InterlockEngine
 from edge.launcher import ROOT_ENV
 from edge.local_control import LocalControl
-from edge.metrics import GatewayMetrics
 from edge.poller import DevicePoller, RunningChannel, now_ms
 from edge.processing import DeviceProcessor, PointSpec
 from edge.push import PushChannel, PushedDevice
@@ -50,7 +48,11 @@ from gascore.records import Event, EventLevel, Lane, Reading
 from gascore.yamldoc import ConfigError
 
 if TYPE_CHECKING:
-    # The OPC-UA server (asyncua: ~18 MB, ~0.4 s to import) loads only when the station serves one.
+    # The OPC-UA server (asyncua: ~18 MB, ~0.4 s to import) loads only when the station serves one;
+    # the health endpoint and metrics (aiohttp.web, prometheus_client: ~6 MiB) only with a `health:`
+    # section.
+    from edge.health_http import HealthServer
+    from edge.metrics import GatewayMetrics
     from edge.northbound.history import HistoryTable
     from edge.northbound.server import NorthboundServer
 
@@ -118,6 +120,8 @@ class Gateway:
         gw = cls(station, signer, store, lock=lock)
         gw.group.window_s = cfg.store.commit_window_ms / 1000
         if cfg.health is not None:
+            from edge.metrics import GatewayMetrics
+
             gw.metrics = GatewayMetrics(cfg.gateway.id, gw, now_ms)
         tls = gateway_ssl_context(station.data_dir, cfg.gateway.cloud_url, station.ca_file)
         gw.sync = SyncClient(
@@ -555,6 +559,8 @@ class Gateway:
         health = self.station.config.health
         if health is None or self.metrics is None:
             return
+        from edge.health_http import HealthContext, HealthServer, create_app
+
         host, port = split_listen(health.listen)
         context = HealthContext(self.station.config.gateway.id, self, self.metrics, health.max_sync_silence_s, now_ms)
         server = HealthServer(create_app(context), host, port)

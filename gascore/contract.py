@@ -29,7 +29,8 @@ from typing import Any, Literal, Protocol
 import cbor2
 import zstandard
 
-from gascore.crypto import CryptoError, sm3_digest, sm4_gcm_decrypt, sm4_gcm_encrypt
+from gascore import crypto
+from gascore.crypto import CryptoError, sm3_digest
 from gascore.records import MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, Event, Lane, Reading
 
 PROTOCOL_VERSION = 1
@@ -188,14 +189,14 @@ def payload_aad(gateway_id: str, lane: Lane, seq: int) -> bytes:
 
 def seal_body(body: bytes, key: bytes, aad: bytes) -> bytes:
     nonce = secrets.token_bytes(12)  # random 96-bit nonces: far below the collision bound per key
-    return nonce + sm4_gcm_encrypt(key, nonce, body, aad)
+    return nonce + crypto.sm4_gcm_encrypt(key, nonce, body, aad)  # SM4 loads on first use
 
 
 def open_body(body: bytes, key: bytes, aad: bytes) -> bytes:
     if len(body) < 12 + 16:
         raise ContractError("body: too short for an encrypted payload")
     try:
-        return sm4_gcm_decrypt(key, body[:12], body[12:], aad)
+        return crypto.sm4_gcm_decrypt(key, body[:12], body[12:], aad)
     except CryptoError as err:
         raise ContractError("body: the encrypted payload does not authenticate") from err
 

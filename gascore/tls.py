@@ -34,14 +34,16 @@ import ssl
 import stat
 from datetime import datetime
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from gascore.crypto.errors import CryptoError, KeyFileError
 from gascore.crypto.keys import KEY_FILE_MODE, write_file_atomically
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# The functions that make keys, CSRs and read certificates import `cryptography` themselves: the
+# contexts (what a running gateway needs) are stdlib ssl, and `cryptography` costs ~10 MiB.
 
 __all__ = [
     "PUBLIC_FILE_MODE",
@@ -133,6 +135,9 @@ def write_public_pem(path: Path, data: bytes, *, overwrite: bool = True) -> None
 
 def generate_key_pem() -> bytes:
     """A new ECDSA P-256 private key as unencrypted PKCS#8 PEM (store it with write_private_pem)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -143,6 +148,11 @@ def make_csr_pem(key_pem: bytes, gateway_id: str) -> bytes:
     """A certificate signing request for ``gateway_id``, signed by the key in ``key_pem``.  The CA
     binds the certificate to the gateway id the enrollment token (or the renewing client
     certificate) names, whatever the CSR says; the CN here is only for people reading it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TlsConfigError("make_csr_pem expects an EC private key (from generate_key_pem)")
@@ -153,6 +163,8 @@ def make_csr_pem(key_pem: bytes, gateway_id: str) -> bytes:
 
 def cert_not_after(cert: Path | bytes) -> datetime:
     """Expiry (UTC, aware) of the first certificate in a PEM file or PEM bytes."""
+    from cryptography import x509
+
     try:
         pem = Path(cert).read_bytes() if isinstance(cert, Path) else cert
         return x509.load_pem_x509_certificate(pem).not_valid_after_utc
@@ -269,4 +281,6 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> x509.C
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
+    from cryptography import x509
+
     return x509.load_der_x509_certificate(der)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from gascore.crypto.base import SIG_ALGS, SigAlg, Signer, Verifier, key_id_of
-from gascore.crypto.ed25519 import Ed25519Signer, Ed25519Verifier
 from gascore.crypto.errors import CryptoError, KeyFileError
 from gascore.crypto.sm2 import Sm2Signer, Sm2Verifier
 
@@ -34,12 +33,16 @@ def _check_alg(alg: str) -> SigAlg:
 def generate_signer(alg: SigAlg = "sm2-sm3") -> Signer:
     if _check_alg(alg) == "sm2-sm3":
         return Sm2Signer.generate()
+    from gascore.crypto.ed25519 import Ed25519Signer  # needs `cryptography`: only when chosen
+
     return Ed25519Signer.generate()
 
 
 def signer_from_private_bytes(alg: SigAlg, private_key: bytes) -> Signer:
     if _check_alg(alg) == "sm2-sm3":
         return Sm2Signer.from_private_bytes(private_key)
+    from gascore.crypto.ed25519 import Ed25519Signer
+
     return Ed25519Signer.from_private_bytes(private_key)
 
 
@@ -47,13 +50,19 @@ def verifier_for(alg: SigAlg, public_key: bytes) -> Verifier:
     """Raises CryptoError for a malformed key or one that is not a valid curve point."""
     if _check_alg(alg) == "sm2-sm3":
         return Sm2Verifier(public_key)
+    from gascore.crypto.ed25519 import Ed25519Verifier
+
     return Ed25519Verifier(public_key)
 
 
 def _private_key_bytes(signer: Signer) -> bytes:
     # The Signer protocol deliberately has no export method (a signer may live in an HSM);
     # only the in-process key types can be written out.
-    if isinstance(signer, Sm2Signer | Ed25519Signer):
+    if isinstance(signer, Sm2Signer):
+        return signer.private_key_bytes()
+    from gascore.crypto.ed25519 import Ed25519Signer
+
+    if isinstance(signer, Ed25519Signer):
         return signer.private_key_bytes()
     raise CryptoError(f"{type(signer).__name__} cannot export its private key")
 

@@ -14,6 +14,7 @@ All three sign over SM3(Z_A || M) with the default ID, take k from ``random_nonc
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -86,10 +87,14 @@ class PythonBackend:
 class GmsslBackend:
     name = "gmssl"
 
-    def __init__(self, crypt_sm2: Any) -> None:
+    def __init__(self, crypt_sm2: Any = None) -> None:
         self._crypt_sm2 = crypt_sm2
 
     def _context(self, private_key: int | None, public: Affine) -> Any:
+        if self._crypt_sm2 is None:  # the cross-check backend loads when first used, not at start
+            from gmssl.sm2 import CryptSM2
+
+            self._crypt_sm2 = CryptSM2
         public_hex = encode_point(public)[1:].hex()
         ctx = self._crypt_sm2(private_key=f"{private_key or 0:064x}", public_key=public_hex)
         # CryptSM2.__init__ drops a leading "04" with str.lstrip("04"), which also eats leading
@@ -201,12 +206,10 @@ def _load_gmalglib() -> Sm2Backend | None:
 
 
 def _load_gmssl() -> Sm2Backend | None:
-    try:
-        from gmssl.sm2 import CryptSM2
-    except ImportError as exc:
-        _log.info("SM2 backend gmssl not importable: %s", exc)
+    if importlib.util.find_spec("gmssl") is None:
+        _log.info("SM2 backend gmssl not installed")
         return None
-    return GmsslBackend(CryptSM2)
+    return GmsslBackend()
 
 
 def _discover() -> dict[str, Sm2Backend]:
