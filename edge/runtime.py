@@ -39,6 +39,7 @@ from edge.push import PushChannel, PushedDevice
 from edge.secret_files import SecretFileError, require_private_secrets
 from edge.store import IntegrityCheckFailed, SqliteStore, StoreError
 from edge.sync import SyncClient
+from edge.task_stop import cancel_and_wait
 from edge.tls_files import gateway_ssl_context
 from edge.tls_files import session as session_for
 from gascore.contract import ENCRYPTED, ContractError, parse_frame
@@ -487,8 +488,7 @@ class Gateway:
                         )
                     )
                 await stop.wait()
-                for task in tasks:
-                    task.cancel()
+                await cancel_and_wait(tasks)
             self.group.flush()  # what the last poll cycles held, before the final drain
             self.save_status()
             await self.flush(flush_timeout_s)
