@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol
+from typing import Any, Generic, NamedTuple, Protocol
 
 from typing_extensions import TypeVar
 
@@ -42,8 +42,7 @@ class DeviceError(DriverError):
     """The device answered, but with an error for this request."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One raw value read from the wire, keyed by the caller's point key.
 
     ``value`` is None exactly when ``error`` is set.  ``ts_ms`` is the source timestamp when the
@@ -51,6 +50,9 @@ class Sample:
     edge stamps the sample when it arrives.  ``quality`` carries the device's own verdict when the
     protocol has one (an OPC-UA status code mapped to our quality); None means "as good as the
     transport": the edge decides from ``error``, range and type.
+
+    A NamedTuple rather than a frozen dataclass, like ``Reading``: immutable all the same, built
+    in 0.18 µs instead of 0.44, and every driver builds one per point per poll.
     """
 
     key: str

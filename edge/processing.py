@@ -53,6 +53,9 @@ class _Point:
     scaled: bool
     enum_values: frozenset[int] | None
     divisor: float  # 1/scale when that is a whole number: 117 / 10 is 11.7, 117 * 0.1 is 11.700000000000001
+    scale: float
+    offset: float
+    plain_float: bool  # a float property with no range to check: the inline path of ``process``
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
@@ -80,7 +83,7 @@ def _convert(pt: _Point, raw: float | int | bool | str) -> tuple[Value, Quality]
 
 def _number(pt: _Point, raw: float | int) -> tuple[Value, Quality]:
     if pt.scaled:
-        raw = (raw / pt.divisor if pt.divisor else raw * pt.spec.scale) + pt.spec.offset
+        raw = (raw / pt.divisor if pt.divisor else raw * pt.scale) + pt.offset
     if raw.__class__ is float and not math.isfinite(raw):
         return None, SENSOR_FAULT  # NaN / ±inf: the usual "no sensor" pattern of a float register
     value = float(raw) if pt.kind == _FLOAT else round(raw)
@@ -120,6 +123,9 @@ class DeviceProcessor:
                 s.scale != 1.0 or s.offset != 0.0,
                 frozenset(s.prop.values) if s.prop.type == "enum" and s.prop.values else None,
                 _exact_divisor(s.scale),
+                s.scale,
+                s.offset,
+                s.prop.type == "float" and rng is None,
             )
 
     def process(self, samples: Sequence[Sample], ts_ms: int, observed: list[Reading] | None = None) -> list[Reading]:
@@ -134,9 +140,20 @@ class DeviceProcessor:
             raw = sample.value
             ts_ms = sample.ts_ms or poll_ts
             value: Value
+            cls = raw.__class__
             if sample.error is not None or raw is None:
                 value, quality = None, sample.quality or DEVICE_ERROR
-            elif raw.__class__ is bool and pt.kind == _BOOL:
+            elif pt.plain_float and (cls is int or cls is float):
+                # The common case inline (a register scaled into a float property with no range):
+                # exactly what _number does for it, without two calls per point.
+                number = float(raw)  # int or float, as just checked
+                if pt.scaled:
+                    number = (number / pt.divisor if pt.divisor else number * pt.scale) + pt.offset
+                if math.isfinite(number):
+                    value, quality = number, GOOD
+                else:
+                    value, quality = None, SENSOR_FAULT
+            elif cls is bool and pt.kind == _BOOL:
                 value, quality = raw, GOOD
             else:
                 value, quality = _convert(pt, raw)

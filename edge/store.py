@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from edge.recent_rows import RecentRows
 from gascore.contract import GENESIS_DIGEST
 from gascore.records import Event, EventLevel, Lane, Reading
 
@@ -153,6 +154,7 @@ def _now_ms() -> int:
 # and decompression limits whatever max_batch_records is set to.
 MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
 _ROW_OVERHEAD = 32
+_RECENT_ROWS = 8_192  # committed telemetry rows kept in memory to form batches from (edge/recent_rows.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +252,12 @@ class SqliteStore:
         max_telemetry_rows: int = 2_000_000,
         synchronous: str = "FULL",
         inspect: bool = False,
+        recent_rows: int = _RECENT_ROWS,
     ) -> None:
         """``inspect``: only look (the ``gasiot edge status`` CLI beside a running gateway): no
         reserve file, no disk budget, and a damaged file raises StoreDamaged instead of being
-        set aside under the running gateway's feet."""
+        set aside under the running gateway's feet.  ``recent_rows``: how many of the newest
+        telemetry rows to keep in memory to form batches from (0: always read them back)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_telemetry_rows = max_telemetry_rows
@@ -279,6 +283,8 @@ class SqliteStore:
         self._unstored = _Unstored()
         self._drops: list[tuple[str, int]] = []  # (reason, rows) dropped in the open transaction
         self._counters: dict[str, int] = {}
+        self._recent = RecentRows(recent_rows)
+        self._appended: tuple[int, list[tuple[Any, ...]]] | None = None  # (first id, rows) of the last insert
         try:
             try:
                 self._db = self._open(path, synchronous)
@@ -356,6 +362,7 @@ class SqliteStore:
             self._db.close()  # SQLite finishes with the old file (its WAL) before it moves
         self.set_aside = _set_aside(self.path, str(err))
         self.set_aside_count += 1
+        self._recent.clear()  # ids start again in the fresh file
         self._db = self._open(self.path, self.synchronous)
         # The counters continue (the totals stay true for the whole life of the gateway, and the
         # last executed command id must survive: commands are never executed twice); what was
@@ -574,6 +581,7 @@ class SqliteStore:
         """
         if not readings and not events and not counters and also is None:
             return
+        self._appended = None
         try:
             self._heal_append(readings, events, counters, also)
         except StoreFull:
@@ -583,6 +591,9 @@ class SqliteStore:
                 )
             self._unstored.add(readings, events)
             raise
+        if self._appended is not None:
+            self._recent.add(*self._appended)
+            self._appended = None
         if self._unstored.readings or self._unstored.events:
             log.warning("store %s: commits succeed again", self.path)
             self._unstored = _Unstored()
@@ -617,20 +628,14 @@ class SqliteStore:
         if counters:
             self._counters.update(counters)
         if readings:
-            db.executemany(
-                "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)",
-                [
-                    (
-                        r.device,
-                        r.point,
-                        r.ts_ms,
-                        r.value,
-                        "b" if r.value.__class__ is bool else None,
-                        r.quality,
-                    )
-                    for r in readings
-                ],
-            )
+            rows = [
+                (r.device, r.point, r.ts_ms, r.value, "b" if r.value.__class__ is bool else None, r.quality)
+                for r in readings
+            ]
+            db.executemany("INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)", rows)
+            # One statement on one connection: AUTOINCREMENT gave the rows consecutive ids.
+            (last_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
+            self._appended = (last_id - len(rows) + 1, rows)
         if events:
             self._insert_events(events)
         for writer in self.writers:
@@ -801,15 +806,16 @@ class SqliteStore:
             existing = self.pending(lane)
             if existing is not None:
                 return existing
-            rows = self._read_rows(lane, max_records)
-            if not rows:
+            taken = self._rows_for_batch(lane, max_records)
+            if taken is None:
                 return None
+            wire, last_id = taken
             state = self.lane_state(lane)
-            ids = [r[0] for r in rows]
-            wire = [r[1] for r in rows]
             frame, digest = build(lane, state.next_seq, state.prev_digest, wire)
-            batch = PendingBatch(lane, state.next_seq, ids[-1], len(ids), digest, frame)
+            batch = PendingBatch(lane, state.next_seq, last_id, len(wire), digest, frame)
             if self._write(functools.partial(self._record_pending, batch)):
+                if lane is Lane.TELEMETRY:
+                    self._recent.forget_through(last_id)
                 return batch
             # the frame's rows were dropped to make room for the frame itself: form it again
         raise StoreFull(f"{self.path}: no room for the next {lane.value} batch")
@@ -828,6 +834,35 @@ class SqliteStore:
             (batch.lane.value, batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
         )
         return True
+
+    def _rows_for_batch(self, lane: Lane, limit: int) -> tuple[list[list[Any]], int] | None:
+        """(wire rows, id of the last) for the next batch of ``lane``; None when it has none."""
+        if lane is Lane.TELEMETRY:
+            recent = self._recent_rows(limit)
+            if recent is not None:
+                return recent
+        rows = self._read_rows(lane, limit)
+        if not rows:
+            return None
+        return [row for _, row in rows], rows[-1][0]
+
+    def _recent_rows(self, limit: int) -> tuple[list[list[Any]], int] | None:
+        """The next telemetry batch from the rows kept in memory, when they start where the store
+        does (``_record_pending`` then checks the store holds exactly these ids)."""
+        if not len(self._recent):
+            return None
+        (first_id,) = self._db.execute("SELECT min(id) FROM telemetry").fetchone()
+        rows = None if first_id is None else self._recent.since(first_id, limit)
+        if not rows:
+            return None
+        wire: list[list[Any]] = []
+        size = 0
+        for d, p, ts, v, _, q in rows:
+            size += _ROW_OVERHEAD + len(d) + len(p) + (len(v) if v.__class__ is str else 9)
+            if wire and size > MAX_BATCH_RAW_BYTES:
+                break
+            wire.append([d, p, ts, v, q])
+        return wire, first_id + len(wire) - 1
 
     def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
         """The oldest ``limit`` rows of ``lane`` in wire form, stopping early once their encoded

@@ -61,6 +61,37 @@ def decoder_for(type_: DataType, byte_order: Order, word_order: Order) -> Decode
     return lambda registers: unpack(pack(*reversed(registers)))[0]
 
 
+def whole_request_decoder(
+    count: int, fields: Sequence[tuple[int, DataType, Order, Order]]
+) -> Callable[[Sequence[int]], tuple[int | float, ...]] | None:
+    """One decoder for every value of a read of ``count`` registers; ``fields`` are (offset,
+    type, byte order, word order) of the values, in order.  It packs the registers once and
+    unpacks them all with one struct format, pad bytes over the gaps: what :func:`decoder_for`
+    does per value, once per answer.  None when the values cannot be read that way (byte orders
+    differ, a multi-register value in little word order, values out of address order or
+    overlapping): the caller then decodes value by value."""
+    byte_orders = {byte_order for _, _, byte_order, _ in fields}
+    if len(byte_orders) != 1:
+        return None
+    parts = [">"]
+    position = 0
+    for offset, type_, _, word_order in fields:
+        width = TYPE_WIDTH[type_]
+        if type_ not in _STRUCT or offset < position or (width > 1 and word_order != "big"):
+            return None
+        if offset > position:
+            parts.append(f"{(offset - position) * 2}x")
+        parts.append(_STRUCT[type_][1:])
+        position = offset + width
+    if position > count:
+        return None
+    if position < count:
+        parts.append(f"{(count - position) * 2}x")
+    unpack = struct.Struct("".join(parts)).unpack
+    pack = struct.Struct((">" if byte_orders.pop() == "big" else "<") + "H" * count).pack
+    return lambda registers: unpack(pack(*registers))
+
+
 def decode(registers: Sequence[int], type_: DataType, byte_order: Order, word_order: Order) -> int | float:
     """Decode the registers of one value (exactly its width) to a Python int or float."""
     if len(registers) != TYPE_WIDTH[type_]:

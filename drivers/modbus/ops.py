@@ -192,6 +192,8 @@ def response_mismatch(request: ReadRequest, response: ModbusPDU) -> str | None:
 
 def decode_response(request: ReadRequest, words: Sequence[bool] | Sequence[int]) -> list[Sample]:
     """The samples of every member of ``request`` from the words the device answered with."""
+    if request.decode_all is not None:
+        return list(map(Sample, request.keys, request.decode_all(words)))
     out = []
     for key, first, past, bit, decoder in request.layout:
         if decoder is not None:

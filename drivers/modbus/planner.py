@@ -7,10 +7,10 @@ trip over a cellular link).  A point is always read whole by exactly one request
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from drivers.modbus.codec import Decoder, decoder_for
+from drivers.modbus.codec import Decoder, decoder_for, whole_request_decoder
 from drivers.modbus.config import BIT_TABLES, ModbusPoint, RegisterTable
 
 Member = tuple[str, ModbusPoint]
@@ -33,6 +33,10 @@ class ReadRequest:
     # Where each member sits in the response and how to decode it, resolved once per plan so
     # that every poll only slices and unpacks.
     layout: tuple[Slot, ...] = field(init=False, repr=False, compare=False)
+    # When every member is a whole register value in one byte order: one struct call decodes them
+    # all, in member order (None: decode member by member through ``layout``).
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    decode_all: Callable[[Sequence[int]], tuple[int | float, ...]] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         slots: list[Slot] = []
@@ -44,6 +48,15 @@ class ReadRequest:
                 decoder = decoder_for(point.type, point.byte_order, point.word_order)
                 slots.append((key, offset, offset + point.width, None, decoder))
         object.__setattr__(self, "layout", tuple(slots))
+        object.__setattr__(self, "keys", tuple(key for key, _ in self.members))
+        decode_all = None
+        if self.table not in BIT_TABLES and all(point.bit is None for _, point in self.members):
+            fields = [
+                (point.address - self.start, point.type, point.byte_order, point.word_order)
+                for _, point in self.members
+            ]
+            decode_all = whole_request_decoder(self.count, fields)
+        object.__setattr__(self, "decode_all", decode_all)
 
     @property
     def end(self) -> int:

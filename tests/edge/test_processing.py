@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from drivers.base import Sample
 from edge.processing import DeviceProcessor, PointSpec
 from gascore.thingmodel import Name, Property
@@ -90,3 +93,29 @@ def test_nul_characters_are_dropped_from_text_values() -> None:
     (reading,) = proc.process([Sample("fw", "v1.\x002")], 0)
     assert reading.value == "v1.2"
     Reading.from_wire(reading.to_wire())  # the cloud accepts what the edge sends
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    raw=st.one_of(
+        st.integers(-(2**32), 2**32),
+        st.floats(allow_nan=True, allow_infinity=True, width=64),
+        st.booleans(),
+        st.sampled_from(["12.5", "x", "nan"]),
+    ),
+    scale=st.sampled_from([1.0, 0.1, 0.01, 10.0, 1e300, 0.3]),
+    offset=st.sampled_from([0.0, -50.0, 1e308]),
+)
+def test_the_inline_float_path_is_exactly_the_general_one(raw: object, scale: float, offset: float) -> None:
+    """A float property with no range takes an inline path in ``process``; its value, type and
+    quality are what the general conversion (``_convert``) gives, for every raw value."""
+    from edge.processing import _convert
+
+    proc = DeviceProcessor("d", [spec("p", scale=scale, offset=offset)], 60_000)
+    point = proc._points["p"]
+    assert point.plain_float
+    expected = _convert(point, raw)  # type: ignore[arg-type]
+    (reading,) = proc.process([Sample("p", raw)], 1)  # type: ignore[arg-type]
+    got = (reading.value, reading.quality)
+    assert type(got[0]) is type(expected[0]) and got[1] is expected[1]
+    assert got[0] == expected[0] or (got[0] != got[0] and expected[0] != expected[0])
