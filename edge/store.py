@@ -37,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 from edge.recent_rows import RecentRows
 from gascore.contract import GENESIS_DIGEST
-from gascore.records import Event, EventLevel, Lane, Reading
+from gascore.records import Event, EventLevel, Lane, Quality, Reading
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,9 @@ def _now_ms() -> int:
 # and decompression limits whatever max_batch_records is set to.
 MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
 _ROW_OVERHEAD = 32
+# The plain text of each quality: rows of plain atomic values are untracked by the garbage collector
+# after its first look, where rows holding an enum member stay tracked while kept (edge/recent_rows.py).
+_QUALITY_TEXT = {quality: quality.value for quality in Quality}
 _RECENT_ROWS = 8_192  # committed telemetry rows kept in memory to form batches from (edge/recent_rows.py)
 
 
@@ -629,7 +632,14 @@ class SqliteStore:
             self._counters.update(counters)
         if readings:
             rows = [
-                (r.device, r.point, r.ts_ms, r.value, "b" if r.value.__class__ is bool else None, r.quality)
+                (
+                    r.device,
+                    r.point,
+                    r.ts_ms,
+                    r.value,
+                    "b" if r.value.__class__ is bool else None,
+                    _QUALITY_TEXT[r.quality],
+                )
                 for r in readings
             ]
             db.executemany("INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)", rows)
