@@ -23,10 +23,17 @@ async def start_edge(station_file: Path, log: Path) -> asyncio.subprocess.Proces
 
 def edge_counters(db: Path) -> dict[str, int]:
     """The store's committed counters and ``buffered`` (telemetry rows held), read beside the
-    daemon on a read-only connection (a WAL reader never blocks the writer)."""
+    daemon on a read-only connection (a WAL reader never blocks the writer).  A fresh file the
+    daemon has created but not yet given its tables (just after it set a damaged one aside) reads
+    as holding nothing."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        (counters["buffered"],) = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+        try:
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            (counters["buffered"],) = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+        except sqlite3.OperationalError as err:
+            if "no such table" not in str(err):
+                raise
+            return {"buffered": 0}
     return counters
 
 
