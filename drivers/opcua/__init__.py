@@ -8,10 +8,10 @@ that name is the submodule.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from drivers.opcua.config import Deadband, OpcUaChannel, OpcUaPoint, parse_node_id
+from gascore.lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from drivers.opcua.browse import BrowseEntry, format_browse
@@ -39,10 +39,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 __all__ = [

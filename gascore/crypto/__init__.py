@@ -10,7 +10,6 @@ gateway signing with SM2 and not encrypting payloads should not carry.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from gascore.crypto.base import SigAlg, Signer, Verifier, key_id_of
@@ -24,6 +23,7 @@ from gascore.crypto.keys import (
 )
 from gascore.crypto.sm2 import SM2_BACKEND, SM2_BACKENDS, SM2_DEFAULT_UID, Sm2Signer, Sm2Verifier
 from gascore.crypto.symmetric import sm3_digest
+from gascore.lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from gascore.crypto.ed25519 import Ed25519Signer, Ed25519Verifier
@@ -36,23 +36,18 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "Ed25519Signer": "gascore.crypto.ed25519",
-    "Ed25519Verifier": "gascore.crypto.ed25519",
-    "sm4_decrypt_cbc": "gascore.crypto.sm4",
-    "sm4_encrypt_block": "gascore.crypto.sm4",
-    "sm4_encrypt_cbc": "gascore.crypto.sm4",
-    "sm4_gcm_decrypt": "gascore.crypto.sm4",
-    "sm4_gcm_encrypt": "gascore.crypto.sm4",
+    "Ed25519Signer": "ed25519",
+    "Ed25519Verifier": "ed25519",
+    "sm4_decrypt_cbc": "sm4",
+    "sm4_encrypt_block": "sm4",
+    "sm4_encrypt_cbc": "sm4",
+    "sm4_gcm_decrypt": "sm4",
+    "sm4_gcm_encrypt": "sm4",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 __all__ = [
