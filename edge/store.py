@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, lane
 _TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
 
 T = TypeVar("T")
+_Inserted = tuple[int, list[tuple[Any, ...]]]  # (id of the first, the rows as inserted)
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _MAX_PAGES = 4_294_967_294  # SQLite's own ceiling for max_page_count
@@ -287,7 +288,6 @@ class SqliteStore:
         self._drops: list[tuple[str, int]] = []  # (reason, rows) dropped in the open transaction
         self._counters: dict[str, int] = {}
         self._recent = RecentRows(recent_rows)
-        self._appended: tuple[int, list[tuple[Any, ...]]] | None = None  # (first id, rows) of the last insert
         try:
             try:
                 self._db = self._open(path, synchronous)
@@ -584,9 +584,8 @@ class SqliteStore:
         """
         if not readings and not events and not counters and also is None:
             return
-        self._appended = None
         try:
-            self._heal_append(readings, events, counters, also)
+            inserted = self._heal_append(readings, events, counters, also)
         except StoreFull:
             if not self._unstored.readings and not self._unstored.events:
                 log.error(  # noqa: TRY400 - the state change is the message; the traceback says nothing more
@@ -594,9 +593,8 @@ class SqliteStore:
                 )
             self._unstored.add(readings, events)
             raise
-        if self._appended is not None:
-            self._recent.add(*self._appended)
-            self._appended = None
+        if inserted is not None:
+            self._recent.add(*inserted)
         if self._unstored.readings or self._unstored.events:
             log.warning("store %s: commits succeed again", self.path)
             self._unstored = _Unstored()
@@ -615,8 +613,8 @@ class SqliteStore:
         events: Sequence[Event],
         counters: dict[str, int] | None,
         also: Callable[[sqlite3.Connection], None] | None,
-    ) -> None:
-        self._write(lambda: self._append(readings, events, counters, also))
+    ) -> _Inserted | None:
+        return self._write(lambda: self._append(readings, events, counters, also))
 
     def _append(
         self,
@@ -624,8 +622,10 @@ class SqliteStore:
         events: Sequence[Event],
         counters: dict[str, int] | None,
         also: Callable[[sqlite3.Connection], None] | None,
-    ) -> None:
+    ) -> _Inserted | None:
+        """The cycle's statements; returns the telemetry rows inserted and the id of the first."""
         db = self._db
+        inserted = None
         if also is not None:
             also(db)
         if counters:
@@ -645,7 +645,7 @@ class SqliteStore:
             db.executemany("INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)", rows)
             # One statement on one connection: AUTOINCREMENT gave the rows consecutive ids.
             (last_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
-            self._appended = (last_id - len(rows) + 1, rows)
+            inserted = (last_id - len(rows) + 1, rows)
         if events:
             self._insert_events(events)
         for writer in self.writers:
@@ -655,6 +655,7 @@ class SqliteStore:
         self._bump("events_appended_total", len(events))
         if self._unstored.readings or self._unstored.events:
             self._report_unstored()
+        return inserted
 
     def _report_unstored(self) -> None:
         lost = self._unstored
