@@ -9,7 +9,7 @@ exactly the rows the batch covers (``SqliteStore._record_pending``); anything el
 backlog larger than the window, rows dropped for room, a rewind, a fresh file - falls back to
 reading the rows from SQLite.
 
-Rows are the store's insert tuples ``(device, point, ts_ms, value, vt, quality)``, as committed.
+Rows are the store's insert tuples ``(id, series, ts_ms, value, flags)``, as committed.
 """
 
 from __future__ import annotations

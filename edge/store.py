@@ -1,7 +1,9 @@
 """The edge store: an SQLite (WAL) file holding every record until the cloud has acknowledged it.
 
-* Two lanes, ``events`` and ``telemetry``, each a table whose AUTOINCREMENT id is the lane's
-  gap-free record sequence.
+* Two lanes: ``events``, a table whose AUTOINCREMENT id is the lane's gap-free record sequence,
+  and telemetry, the ``readings`` table: one row per reading holding its series (a device and
+  point, named once in ``series``), time, value and a small integer for quality and type, in id
+  order (store format 2, ADR 0009; a format-1 ``telemetry`` table is moved into it at open).
 * ``append`` writes one poll cycle in one transaction; nothing is reported as taken before the
   commit.
 * The outbox is a view over id ranges: forming a batch records ``(lane, seq, last_id, frame)`` in
@@ -30,7 +32,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,9 +46,10 @@ log = logging.getLogger(__name__)
 GATEWAY_DEVICE = "_gateway"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS telemetry(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, point TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL, value, vt TEXT, quality TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series(
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, point TEXT NOT NULL, UNIQUE(device, point));
+CREATE TABLE IF NOT EXISTS readings(
+    id INTEGER PRIMARY KEY, series INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value, flags INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, kind TEXT NOT NULL,
     ts_ms INTEGER NOT NULL, level TEXT NOT NULL, data TEXT NOT NULL);
@@ -62,10 +65,32 @@ CREATE TABLE IF NOT EXISTS quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, lane
     count INTEGER NOT NULL, frame BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL);
 """
 
-_TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "telemetry"}
+# A lane's table; also the key of its row in ``pending``: format 1 kept telemetry's batch in flight
+# under "telemetry", and a release of format 1 started again after a roll-back must not find one
+# there that covers rows it cannot see (ADR 0009).
+_TABLE = {Lane.EVENTS: "events", Lane.TELEMETRY: "readings"}
+STORE_FORMAT = 2  # PRAGMA user_version
+
+# A reading's ``flags``: its quality's code times two, plus one for a boolean value (SQLite stores
+# True as 1).  The codes are part of the file format: never renumber, only add.
+_QUALITY_CODE = {
+    Quality.GOOD: 0,
+    Quality.UNCERTAIN_STALE: 1,
+    Quality.UNCERTAIN_SUBSTITUTED: 2,
+    Quality.BAD_COMM_FAILURE: 3,
+    Quality.BAD_OUT_OF_RANGE: 4,
+    Quality.BAD_SENSOR_FAULT: 5,
+    Quality.BAD_DEVICE_ERROR: 6,
+}
+assert set(_QUALITY_CODE) == set(Quality), "every quality needs a stored code"
+_FLAGS = {quality: code << 1 for quality, code in _QUALITY_CODE.items()}
+_QUALITY_OF_FLAGS: list[str] = [""] * (2 * len(_QUALITY_CODE))
+for _quality, _code in _QUALITY_CODE.items():
+    _QUALITY_OF_FLAGS[_code << 1] = _QUALITY_OF_FLAGS[(_code << 1) | 1] = _quality.value
 
 T = TypeVar("T")
-_Inserted = tuple[int, list[tuple[Any, ...]]]  # (id of the first, the rows as inserted)
+# (id of the first, the rows as inserted, the series named in the same transaction)
+_Inserted = tuple[int, list[tuple[Any, ...]], dict[int, tuple[str, str]]]
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _MAX_PAGES = 4_294_967_294  # SQLite's own ceiling for max_page_count
@@ -105,10 +130,10 @@ def _damage_in(db: sqlite3.Connection) -> str | None:
     if verdict != "ok":
         return f"integrity check failed: {verdict}"
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not {"telemetry", "events", "counters", "pending"} <= tables:
-        return None  # a store being created
-    row = db.execute("SELECT value FROM counters WHERE name='telemetry_rows'").fetchone()
-    (rows,) = db.execute("SELECT count(*) FROM telemetry").fetchone()
+    if not {"readings", "events", "counters", "pending"} <= tables:
+        return None  # a store being created, or a format-1 store about to be moved to format 2
+    row = db.execute("SELECT value FROM counters WHERE name='readings_rows'").fetchone()
+    (rows,) = db.execute("SELECT count(*) FROM readings").fetchone()
     if row is not None and row[0] != rows:
         return f"inconsistent store: {rows} telemetry rows, the counter says {row[0]}"
     # Events leave only from the front (acknowledged, quarantined): their ids have no gaps.
@@ -116,7 +141,7 @@ def _damage_in(db: sqlite3.Connection) -> str | None:
     if count and last - first + 1 != count:
         return f"inconsistent store: {count} events with ids {first}..{last}"
     for lane, table in _TABLE.items():
-        pend = db.execute("SELECT last_id, count FROM pending WHERE lane=?", (lane.value,)).fetchone()
+        pend = db.execute("SELECT last_id, count FROM pending WHERE lane=?", (table,)).fetchone()
         if pend is not None:
             (held,) = db.execute(f"SELECT count(*) FROM {table} WHERE id <= ?", (pend[0],)).fetchone()  # noqa: S608
             if held != pend[1]:
@@ -140,6 +165,69 @@ def _set_aside(path: Path, reason: str) -> Path:
     return target
 
 
+_MIGRATION_QUALITY = " ".join(f"WHEN '{q.value}' THEN {code}" for q, code in _QUALITY_CODE.items())
+
+
+def _move_format_1(db: sqlite3.Connection, path: Path) -> None:
+    """Move the readings of a format-1 ``telemetry`` table (a row per reading with its device,
+    point and quality as text) into ``readings`` and drop it, in one transaction.  The ids are
+    kept, so the batch in flight — same rows, same frame bytes — is still the one to resend.  When
+    ``readings`` already holds rows (a format-1 release ran after a roll-back and buffered more),
+    the moved rows follow them and a format-1 batch in flight is forgotten: its rows are batched
+    again after the older ones, and the cloud's answer to its seq rewinds the lane (ADR 0009)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(telemetry)")}
+    if not columns:
+        db.execute(f"PRAGMA user_version={STORE_FORMAT}")
+        return
+    expected = {"id", "device", "point", "ts_ms", "value", "vt", "quality"}
+    if columns != expected:
+        raise StoreError(f"{path}: a telemetry table with columns {sorted(columns)}, not store format 1's")
+    started = time.monotonic()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (moving, low) = db.execute("SELECT count(*), min(id) FROM telemetry").fetchone()
+        (held, top) = db.execute("SELECT count(*), coalesce(max(id), 0) FROM readings").fetchone()
+        shift = 0 if low is None or low > top else top - low + 1
+        db.execute("INSERT OR IGNORE INTO series(device, point) SELECT DISTINCT device, point FROM telemetry")
+        flags = f"(CASE t.quality {_MIGRATION_QUALITY} END) * 2 + (t.vt IS 'b')"
+        db.execute(
+            f"INSERT INTO readings(id, series, ts_ms, value, flags) SELECT t.id + ?, s.id, t.ts_ms, t.value, {flags}"  # noqa: S608 - fixed text
+            " FROM telemetry AS t JOIN series AS s ON s.device = t.device AND s.point = t.point",
+            (shift,),
+        )
+        if held:
+            db.execute("DELETE FROM pending WHERE lane='telemetry'")
+        else:
+            db.execute("UPDATE pending SET lane='readings' WHERE lane='telemetry'")
+        # Ids are never reused in a file (ADR 0008): the next one follows format 1's sequence too.
+        (sequence,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name='telemetry'").fetchone()
+        db.execute(
+            "INSERT OR REPLACE INTO counters(name, value) SELECT 'readings_last_id', max(?,"
+            " (SELECT coalesce(max(id), 0) FROM readings),"
+            " (SELECT coalesce(max(value), 0) FROM counters WHERE name='readings_last_id'))",
+            (sequence + shift,),
+        )
+        db.execute("DROP TABLE telemetry")
+        db.execute("DELETE FROM counters WHERE name IN ('telemetry_rows', 'readings_rows')")  # counted at load
+        db.execute(f"PRAGMA user_version={STORE_FORMAT}")
+        db.execute("COMMIT")
+    except sqlite3.IntegrityError as err:
+        db.execute("ROLLBACK")
+        raise StoreError(f"{path}: cannot move the buffered readings to store format {STORE_FORMAT}: {err}") from err
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    log.info(
+        "store %s: moved %d buffered readings to store format %d in %.1f s%s",
+        path,
+        moving,
+        STORE_FORMAT,
+        time.monotonic() - started,
+        f" (after {held} already there)" if held else "",
+    )
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -155,9 +243,6 @@ def _now_ms() -> int:
 # and decompression limits whatever max_batch_records is set to.
 MAX_BATCH_RAW_BYTES = 2 * 1024 * 1024
 _ROW_OVERHEAD = 32
-# The plain text of each quality: rows of plain atomic values are untracked by the garbage collector
-# after its first look, where rows holding an enum member stay tracked while kept (edge/recent_rows.py).
-_QUALITY_TEXT = {quality: quality.value for quality in Quality}
 _RECENT_ROWS = 8_192  # committed telemetry rows kept in memory to form batches from (edge/recent_rows.py)
 
 
@@ -287,17 +372,21 @@ class SqliteStore:
         self._unstored = _Unstored()
         self._drops: list[tuple[str, int]] = []  # (reason, rows) dropped in the open transaction
         self._counters: dict[str, int] = {}
+        self._save_all_counters = True  # until a transaction on this file has saved them all
         self._recent = RecentRows(recent_rows)
+        # Series ids both ways, as committed: device -> point -> id, and id -> (device, point).
+        self._series_ids: dict[str, dict[str, int]] = {}
+        self._series_names: dict[int, tuple[str, str, int]] = {}  # with the wire row's size but its value
         try:
             try:
-                self._db = self._open(path, synchronous)
+                self._db = self._open(path, synchronous, migrate=not inspect)
             except sqlite3.OperationalError as err:
                 # Not even room to open (the WAL index, a table to create: SQLITE_FULL or an
                 # I/O error): the reserve is for exactly this.
                 no_room = _is_full(err) or err.sqlite_errorcode & 0xFF == sqlite3.SQLITE_IOERR
                 if inspect or not no_room or not self._release_reserve():
                     raise
-                self._db = self._open(path, synchronous)
+                self._db = self._open(path, synchronous, migrate=not inspect)
         except sqlite3.DatabaseError as err:
             if not is_damage(err):
                 raise  # full, locked, read-only, an I/O error: not a reason to move a good file away
@@ -308,19 +397,24 @@ class SqliteStore:
             reason = str(err)
             self.set_aside = _set_aside(path, reason)
             self.set_aside_count += 1
-            self._db = self._open(path, synchronous)
+            self._db = self._open(path, synchronous, migrate=not inspect)
             self._reload_counters()
             self._prepare_disk()
             self._write(lambda: self._record_set_aside(reason, "at open", None))
         else:
             self._reload_counters()
             self._prepare_disk()
-        if "telemetry_rows" not in self._counters or self._counters["telemetry_rows"] < 0:
-            (n,) = self._db.execute("SELECT count(*) FROM telemetry").fetchone()
-            self._counters["telemetry_rows"] = n
+        if "readings_rows" not in self._counters or self._counters["readings_rows"] < 0:
+            (n,) = self._db.execute("SELECT count(*) FROM readings").fetchone()
+            self._counters["readings_rows"] = n
+        # Readings take their ids from this counter, saved with each transaction: an id is never
+        # used twice in one file, even once every row before it is gone (ADR 0008).
+        (top,) = self._db.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()
+        self._counters["readings_last_id"] = max(self._counters.get("readings_last_id", 0), top)
+        self._load_series()
 
     @staticmethod
-    def _open(path: Path, synchronous: str) -> sqlite3.Connection:
+    def _open(path: Path, synchronous: str, *, migrate: bool) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so each cycle is exactly one transaction.
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
@@ -328,10 +422,31 @@ class SqliteStore:
             _check_integrity(db)
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.executescript(_SCHEMA)
+            if migrate:
+                _move_format_1(db, path)
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
+
+    def _load_series(self) -> None:
+        self._series_ids = {}
+        self._series_names = {}
+        for series, device, point in self._db.execute("SELECT id, device, point FROM series"):
+            self._remember_series(series, device, point)
+
+    def _remember_series(self, series: int, device: str, point: str) -> None:
+        self._series_ids.setdefault(device, {})[point] = series
+        self._series_names[series] = (device, point, _ROW_OVERHEAD + len(device) + len(point))
+
+    def _series_name(self, series: int) -> tuple[str, str, int]:
+        """(device, point) of a series id; looked up again when another connection (the gateway
+        beside ``inspect``) named it after this store was opened."""
+        name = self._series_names.get(series)
+        if name is None:
+            self._load_series()
+            name = self._series_names[series]
+        return name
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -354,7 +469,7 @@ class SqliteStore:
             return False
         c = self._counters
         unsent = {
-            "unsent_telemetry": c.get("telemetry_rows", 0),
+            "unsent_telemetry": c.get("readings_rows", 0),
             "unsent_events": c.get("events_appended_total", 0)
             - c.get("events_acked_total", 0)
             - c.get("events_quarantined_total", 0)
@@ -365,13 +480,15 @@ class SqliteStore:
             self._db.close()  # SQLite finishes with the old file (its WAL) before it moves
         self.set_aside = _set_aside(self.path, str(err))
         self.set_aside_count += 1
-        self._recent.clear()  # ids start again in the fresh file
-        self._db = self._open(self.path, self.synchronous)
+        self._recent.clear()
+        self._save_all_counters = True
+        self._db = self._open(self.path, self.synchronous, migrate=True)
+        self._load_series()
         # The counters continue (the totals stay true for the whole life of the gateway, and the
         # last executed command id must survive: commands are never executed twice); what was
         # unsent stays in the set-aside file and is counted as such.
         counters = dict(c)
-        counters["telemetry_rows"] = 0
+        counters["readings_rows"] = 0
         counters["telemetry_set_aside_total"] = c.get("telemetry_set_aside_total", 0) + unsent["unsent_telemetry"]
         counters["events_set_aside_total"] = c.get("events_set_aside_total", 0) + unsent["unsent_events"]
         self._counters = counters
@@ -535,7 +652,7 @@ class SqliteStore:
         """Drop the oldest tenth of the buffered telemetry, in transactions small enough for the
         WAL's room (a deleted row's page goes through the WAL too: one transaction for a tenth
         of a full disk would need a WAL that size), each with its own event."""
-        left = max(1, self._counters.get("telemetry_rows", 0) // 10)
+        left = max(1, self._counters.get("readings_rows", 0) // 10)
         total = 0
         while left > 0:
             chunk = min(left, self._drop_chunk_rows)
@@ -594,11 +711,14 @@ class SqliteStore:
             self._unstored.add(readings, events)
             raise
         if inserted is not None:
-            self._recent.add(*inserted)
+            first_id, rows, named = inserted
+            self._recent.add(first_id, rows)
+            for series, (device, point) in named.items():
+                self._remember_series(series, device, point)
         if self._unstored.readings or self._unstored.events:
             log.warning("store %s: commits succeed again", self.path)
             self._unstored = _Unstored()
-        if self._counters["telemetry_rows"] > self.max_telemetry_rows:
+        if self._counters["readings_rows"] > self.max_telemetry_rows:
             self._enforce_bound(readings[-1].ts_ms if readings else _now_ms())
         for listener in self.listeners:
             try:
@@ -631,31 +751,55 @@ class SqliteStore:
         if counters:
             self._counters.update(counters)
         if readings:
-            rows = [
-                (
-                    r.device,
-                    r.point,
-                    r.ts_ms,
-                    r.value,
-                    "b" if r.value.__class__ is bool else None,
-                    _QUALITY_TEXT[r.quality],
-                )
-                for r in readings
-            ]
-            db.executemany("INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)", rows)
-            # One statement on one connection: AUTOINCREMENT gave the rows consecutive ids.
-            (last_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
-            inserted = (last_id - len(rows) + 1, rows)
+            named: dict[int, tuple[str, str]] = {}
+            first_id = self._counters["readings_last_id"] + 1
+            rows = self._rows_of(readings, first_id, named)
+            db.executemany("INSERT INTO readings(id, series, ts_ms, value, flags) VALUES (?,?,?,?,?)", rows)
+            self._counters["readings_last_id"] = first_id + len(rows) - 1
+            inserted = (first_id, rows, named)
         if events:
             self._insert_events(events)
         for writer in self.writers:
             writer(db, readings, events)
-        self._bump("telemetry_rows", len(readings))
+        self._bump("readings_rows", len(readings))
         self._bump("telemetry_appended_total", len(readings))
         self._bump("events_appended_total", len(events))
         if self._unstored.readings or self._unstored.events:
             self._report_unstored()
         return inserted
+
+    def _rows_of(
+        self, readings: Sequence[Reading], first_id: int, named: dict[int, tuple[str, str]]
+    ) -> list[tuple[Any, ...]]:
+        """The insert tuples ``(id, series, ts_ms, value, flags)``: plain atomic values (rows kept
+        for batches are then untracked by the garbage collector after its first look).  A series
+        not seen before is named in this transaction; ``named`` collects it for after the commit."""
+        ids = self._series_ids
+        flags_of = _FLAGS
+        rows = []
+        row_id = first_id
+        for r in readings:
+            points = ids.get(r.device)
+            series = points.get(r.point) if points is not None else None
+            if series is None:
+                series = self._name_series(r.device, r.point, named)
+            value = r.value
+            flags = flags_of[r.quality]
+            rows.append((row_id, series, r.ts_ms, value, flags | 1 if value.__class__ is bool else flags))
+            row_id += 1
+        return rows
+
+    def _name_series(self, device: str, point: str, named: dict[int, tuple[str, str]]) -> int:
+        for series, name in named.items():
+            if name == (device, point):
+                return series
+        row = self._db.execute("SELECT id FROM series WHERE device=? AND point=?", (device, point)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "INSERT INTO series(device, point) VALUES (?,?) RETURNING id", (device, point)
+            ).fetchone()
+        named[row[0]] = (device, point)
+        return int(row[0])
 
     def _report_unstored(self) -> None:
         lost = self._unstored
@@ -691,8 +835,9 @@ class SqliteStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
-            self._save_counters()
+            self._save_counters(saved)
             self._db.execute("COMMIT")
+            self._save_all_counters = False
         except BaseException:
             self._counters = saved
             if self._db.in_transaction:  # SQLITE_FULL and friends may have rolled back already
@@ -715,7 +860,7 @@ class SqliteStore:
         of 10 % of the store, and the WAL stays within its room); if it fails (a full disk), the
         next cycle tries again."""
         low_water = self.max_telemetry_rows - max(1, self.max_telemetry_rows // 10)
-        left = self._counters["telemetry_rows"] - low_water
+        left = self._counters["readings_rows"] - low_water
         try:
             while left > 0:
                 dropped = self._write(
@@ -728,18 +873,18 @@ class SqliteStore:
             log.warning("store %s: over its bound, dropping failed (%s); the next cycle tries again", self.path, err)
 
     def _drop_oldest(self, excess: int, now_ms: int, reason: str) -> int:
-        in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='telemetry'").fetchone()
+        in_flight = self._db.execute("SELECT last_id FROM pending WHERE lane='readings'").fetchone()
         floor_id = in_flight[0] if in_flight else 0
         row = self._db.execute(
             "SELECT count(*), min(ts_ms), max(ts_ms), min(id), max(id) FROM"
-            " (SELECT id, ts_ms FROM telemetry WHERE id > ? ORDER BY id LIMIT ?)",
+            " (SELECT id, ts_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?)",
             (floor_id, excess),
         ).fetchone()
         dropped, first_ts, last_ts, first_id, upto = row
         if not dropped:
             return 0
-        self._db.execute("DELETE FROM telemetry WHERE id > ? AND id <= ?", (floor_id, upto))
-        self._bump("telemetry_rows", -dropped)
+        self._db.execute("DELETE FROM readings WHERE id > ? AND id <= ?", (floor_id, upto))
+        self._bump("readings_rows", -dropped)
         self._bump("telemetry_dropped_total", dropped)
         self._insert_events(
             [
@@ -769,8 +914,16 @@ class SqliteStore:
     def _bump(self, name: str, delta: int) -> None:
         self._counters[name] = self._counters.get(name, 0) + delta
 
-    def _save_counters(self) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?,?)", self._counters.items())
+    def _save_counters(self, before: dict[str, int]) -> None:
+        """Write the counters this transaction changed (all of them in the first transaction on a
+        file: counted at open or carried over to a fresh one)."""
+        counters = self._counters
+        if self._save_all_counters:
+            changed: Iterable[tuple[str, int]] = counters.items()
+        else:
+            changed = [(name, value) for name, value in counters.items() if before.get(name) != value]
+        if changed:
+            self._db.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?,?)", changed)
 
     def _reload_counters(self) -> None:
         self._counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
@@ -785,7 +938,7 @@ class SqliteStore:
     @_heals
     def pending(self, lane: Lane) -> PendingBatch | None:
         row = self._db.execute(
-            "SELECT seq, last_id, count, digest, frame FROM pending WHERE lane=?", (lane.value,)
+            "SELECT seq, last_id, count, digest, frame FROM pending WHERE lane=?", (_TABLE[lane],)
         ).fetchone()
         return PendingBatch(lane, row[0], row[1], row[2], row[3], bytes(row[4])) if row else None
 
@@ -808,7 +961,7 @@ class SqliteStore:
     def drop_pending(self, lane: Lane) -> None:
         """Forget the in-flight batch (its rows stay and are batched again under the same seq).
         Used when the gateway key changed: the old frame's signature would never verify."""
-        self._write(lambda: self._db.execute("DELETE FROM pending WHERE lane=?", (lane.value,)))
+        self._write(lambda: self._db.execute("DELETE FROM pending WHERE lane=?", (_TABLE[lane],)))
 
     @_heals
     def form_batch(self, lane: Lane, max_records: int, build: FrameBuilder) -> PendingBatch | None:
@@ -842,7 +995,7 @@ class SqliteStore:
             return False
         self._db.execute(
             "INSERT INTO pending(lane, seq, last_id, count, digest, frame) VALUES (?,?,?,?,?,?)",
-            (batch.lane.value, batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
+            (_TABLE[batch.lane], batch.seq, batch.last_id, batch.count, batch.digest, batch.frame),
         )
         return True
 
@@ -862,39 +1015,45 @@ class SqliteStore:
         does (``_record_pending`` then checks the store holds exactly these ids)."""
         if not len(self._recent):
             return None
-        (first_id,) = self._db.execute("SELECT min(id) FROM telemetry").fetchone()
+        (first_id,) = self._db.execute("SELECT min(id) FROM readings").fetchone()
         rows = None if first_id is None else self._recent.since(first_id, limit)
         if not rows:
             return None
-        wire: list[list[Any]] = []
-        size = 0
-        for d, p, ts, v, _, q in rows:
-            size += _ROW_OVERHEAD + len(d) + len(p) + (len(v) if v.__class__ is str else 9)
-            if wire and size > MAX_BATCH_RAW_BYTES:
-                break
-            wire.append([d, p, ts, v, q])
+        wire = self._wire_readings(rows)
         return wire, first_id + len(wire) - 1
 
-    def _read_rows(self, lane: Lane, limit: int) -> list[tuple[int, list[Any]]]:
+    def _wire_readings(self, rows: Iterable[tuple[Any, ...]], max_bytes: int = MAX_BATCH_RAW_BYTES) -> list[list[Any]]:
+        """Stored readings ``(id, series, ts_ms, value, flags)`` in wire form, stopping early once
+        their encoded size would pass ``max_bytes``.  A boolean read back from SQLite is an
+        integer again: its flag turns it back."""
+        names = self._series_names
+        quality_of = _QUALITY_OF_FLAGS
+        wire: list[list[Any]] = []
+        size = 0
+        for _, series, ts, v, flags in rows:
+            name = names.get(series)
+            device, point, row_bytes = name if name is not None else self._series_name(series)
+            size += row_bytes + len(v) if v.__class__ is str else row_bytes + 9
+            if wire and size > max_bytes:
+                break
+            wire.append([device, point, ts, bool(v) if flags & 1 else v, quality_of[flags]])
+        return wire
+
+    def _read_rows(self, lane: Lane, limit: int, max_bytes: int = MAX_BATCH_RAW_BYTES) -> list[tuple[int, list[Any]]]:
         """The oldest ``limit`` rows of ``lane`` in wire form, stopping early once their encoded
-        size would pass MAX_BATCH_RAW_BYTES (a batch of large events must still fit a frame)."""
+        size would pass ``max_bytes`` (a batch of large events must still fit a frame)."""
+        if lane is Lane.TELEMETRY:
+            stored = self._db.execute(
+                "SELECT id, series, ts_ms, value, flags FROM readings ORDER BY id LIMIT ?", (limit,)
+            )
+            rows = stored.fetchall()
+            return [(row[0], wire) for row, wire in zip(rows, self._wire_readings(rows, max_bytes), strict=False)]
         out: list[tuple[int, list[Any]]] = []
         size = 0
-        if lane is Lane.TELEMETRY:
-            cur = self._db.execute(
-                "SELECT id, device, point, ts_ms, value, vt, quality FROM telemetry ORDER BY id LIMIT ?",
-                (limit,),
-            )
-            for i, d, p, ts, v, vt, q in cur:
-                size += _ROW_OVERHEAD + len(d) + len(p) + (len(v) if v.__class__ is str else 9)
-                if out and size > MAX_BATCH_RAW_BYTES:
-                    break
-                out.append((i, [d, p, ts, bool(v) if vt == "b" else v, q]))
-            return out
         cur = self._db.execute("SELECT id, device, kind, ts_ms, level, data FROM events ORDER BY id LIMIT ?", (limit,))
         for i, d, k, ts, lvl, data in cur:
             size += _ROW_OVERHEAD + len(d) + len(k) + len(data)
-            if out and size > MAX_BATCH_RAW_BYTES:
+            if out and size > max_bytes:
                 break
             out.append((i, [d, k, ts, lvl, json.loads(data)]))
         return out
@@ -911,7 +1070,7 @@ class SqliteStore:
         def body() -> None:
             db = self._db
             db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
-            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            db.execute("DELETE FROM pending WHERE lane=?", (_TABLE[lane],))
             db.execute(
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
                 (lane.value, seq + 1, pend.digest),
@@ -921,7 +1080,7 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO lane_acks(lane, seq, acked_ms) VALUES (?,?,?)", (lane.value, seq, now_ms)
                 )
             if lane is Lane.TELEMETRY:
-                self._bump("telemetry_rows", -pend.count)
+                self._bump("readings_rows", -pend.count)
             self._bump(f"{lane.value}_acked_total", pend.count)
 
         self._write(body)
@@ -945,9 +1104,9 @@ class SqliteStore:
                 (lane.value, seq, pend.count, pend.frame, reason[:2000], now_ms),
             )
             db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (pend.last_id,))  # noqa: S608
-            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            db.execute("DELETE FROM pending WHERE lane=?", (_TABLE[lane],))
             if lane is Lane.TELEMETRY:
-                self._bump("telemetry_rows", -pend.count)
+                self._bump("readings_rows", -pend.count)
             self._bump(f"{lane.value}_quarantined_total", pend.count)
             self._insert_events(
                 [
@@ -978,7 +1137,7 @@ class SqliteStore:
 
         def body() -> None:
             db = self._db
-            db.execute("DELETE FROM pending WHERE lane=?", (lane.value,))
+            db.execute("DELETE FROM pending WHERE lane=?", (_TABLE[lane],))
             db.execute(
                 "INSERT OR REPLACE INTO lane_state(lane, next_seq, prev_digest) VALUES (?,?,?)",
                 (lane.value, expected_seq, last_digest),
@@ -1038,7 +1197,7 @@ class SqliteStore:
         millions of rows wait): telemetry keeps a row counter, and event ids have no gaps
         (AUTOINCREMENT; only ``ack`` deletes events, from the front)."""
         if lane is Lane.TELEMETRY:
-            return int(self._counters["telemetry_rows"])
+            return int(self._counters["readings_rows"])
         first, last = self._db.execute("SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)").fetchone()
         return 0 if first is None else int(last) - int(first) + 1
 
@@ -1058,4 +1217,4 @@ class SqliteStore:
     @_heals
     def read_all(self, lane: Lane) -> list[list[Any]]:
         """Every buffered row in wire form (diagnostics and tests)."""
-        return [row for _, row in self._read_rows(lane, -1)]
+        return [row for _, row in self._read_rows(lane, -1, max_bytes=2**62)]

@@ -233,12 +233,13 @@ def edge_db(station: Path) -> Path:
 
 
 def edge_readings(db: Path) -> int:
-    """Readings ever committed to a gateway's store (its AUTOINCREMENT counter): 0 before the first."""
+    """Readings ever committed to a gateway's store (its ``telemetry_appended_total`` counter, saved
+    with each commit): 0 before the first."""
     if not db.exists():
         return 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'").fetchone()
+            row = conn.execute("SELECT value FROM counters WHERE name = 'telemetry_appended_total'").fetchone()
     except sqlite3.OperationalError:  # the schema is not there yet
         return 0
     return int(row[0]) if row else 0

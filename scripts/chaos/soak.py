@@ -135,7 +135,7 @@ async def main(minutes: float, flap_s: float, boxes: int, record: Path | None) -
             await s.stop()
     with sqlite3.connect(tmp / "edge" / "gateway.db") as e, sqlite3.connect(db) as c:
         counters = dict(e.execute("SELECT name, value FROM counters").fetchall())
-        (buffered,) = e.execute("SELECT count(*) FROM telemetry").fetchone()
+        (buffered,) = e.execute("SELECT count(*) FROM readings").fetchone()
         (stored,) = c.execute("SELECT count(*) FROM readings").fetchone()
         (distinct,) = c.execute("SELECT count(*) FROM (SELECT DISTINCT device, point, ts_ms FROM readings)").fetchone()
     appended = counters.get("telemetry_appended_total", 0)

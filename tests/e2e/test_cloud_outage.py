@@ -45,7 +45,7 @@ async def run_outage(tmp_path: Path, *, bound: int | None) -> None:
         assert gateway.sync is not None and gateway.sync.stats.failures > 0
         assert store.counters().get("telemetry_acked_total", 0) == 0
         if bound:
-            assert store.counters()["telemetry_rows"] <= bound
+            assert store.counters()["readings_rows"] <= bound
 
         async with running_cloud(db, port) as cloud:  # back, same address, same database
 

@@ -117,7 +117,7 @@ def test_counters_survive_reopen(tmp_path: Path) -> None:
     s1.close()
     s2 = SqliteStore(tmp_path / "gw.db")
     assert s2.counters()["telemetry_appended_total"] == 7
-    assert s2.counters()["telemetry_rows"] == 7
+    assert s2.counters()["readings_rows"] == 7
 
 
 def test_rewind_rebatches_unacked_rows_under_the_clouds_seq(store: SqliteStore) -> None:
@@ -233,7 +233,7 @@ def test_a_full_filesystem_drops_the_oldest_telemetry_and_stores_every_cycle(tmp
                 store.append(cycle(n))
             c = store.counters()
             assert c["telemetry_appended_total"] == 90_000
-            assert c["telemetry_dropped_total"] > 40_000  # the filesystem, not the bound, decided
+            assert c["telemetry_dropped_total"] > 20_000  # the filesystem, not the bound, decided
             assert store.buffered(Lane.TELEMETRY) == c["telemetry_appended_total"] - c["telemetry_dropped_total"]
             drops = drop_events(store)
             assert drops and all(d["reason"] == "disk_full" for d in drops)
@@ -244,9 +244,7 @@ def test_a_full_filesystem_drops_the_oldest_telemetry_and_stores_every_cycle(tmp
                 assert after["first_id"] == before["last_id"] + 1
                 assert after["first_ts_ms"] > before["last_ts_ms"]
             # what is left is the newest, in order, right after the last dropped row
-            build = Builder()
-            store.form_batch(Lane.TELEMETRY, 10**6, build)
-            stamps = [r[2] for r in build.calls[0][3]]
+            stamps = [r[2] for r in store.read_all(Lane.TELEMETRY)]
             assert stamps == sorted(stamps) and stamps[-1] == 2999 * 1000 + 29
             assert stamps[0] > drops[-1]["last_ts_ms"]
             # the WAL stayed within its room and the reserve was never needed

@@ -108,10 +108,13 @@ def verify(path: Path, committed_before: int | None, outcome: Outcome) -> None:
         outcome.intact += 1
         assert store.integrity_problem() is None
         db = store.db
-        rows = db.execute("SELECT id, point, ts_ms, value FROM telemetry ORDER BY id").fetchall()
+        rows = db.execute(
+            "SELECT r.id, s.point, r.ts_ms, r.value FROM readings AS r"
+            " JOIN series AS s ON s.id = r.series ORDER BY r.id"
+        ).fetchall()
         c = store.counters()
         appended, acked = c.get("telemetry_appended_total", 0), c.get("telemetry_acked_total", 0)
-        assert len(rows) == c["telemetry_rows"] == appended - acked
+        assert len(rows) == c["readings_rows"] == appended - acked
         assert appended % POINTS == 0 and acked % BATCH == 0, "cycles and acks are whole"
         if rows:
             ids = [r[0] for r in rows]

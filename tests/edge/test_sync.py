@@ -178,10 +178,7 @@ async def test_a_batch_refused_as_malformed_is_quarantined_and_the_lane_moves_on
     await enroll(cloud, sm2_signer)
     store.append(readings(5))
     # A row no batch may carry (the device sent NUL in a name: a bug upstream of the store).
-    store.db.execute(
-        "INSERT INTO telemetry(device, point, ts_ms, value, vt, quality) VALUES (?, 'p', 2000, 1.0, NULL, 'good')",
-        ("de\x00v",),
-    )
+    store.append([Reading("de\x00v", "p", 2000, 1.0)])
     store.append(readings(5, start=100))
     sync = client(store, sm2_signer, cloud.url)
     async with aiohttp.ClientSession() as http:

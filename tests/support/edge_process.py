@@ -29,7 +29,7 @@ def edge_counters(db: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
         try:
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-            (counters["buffered"],) = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+            (counters["buffered"],) = conn.execute("SELECT count(*) FROM readings").fetchone()
         except sqlite3.OperationalError as err:
             if "no such table" not in str(err):
                 raise
