@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import aiohttp
 from drivers.backoff import Backoff
 from drivers.base import DriverError, Subscription
 from drivers.registry import DriverSpec, spec_for
-from edge import config_apply, upgrade
+from edge import config_apply, heap, upgrade
 from edge.cert_renewal import keep_renewed
 from edge.config import DeviceConfig, Station, split_listen
 from edge.control import Control, ControlRefused
@@ -603,15 +602,6 @@ class Gateway:
                 await self.sync.drain(session)
 
 
-def freeze_long_lived_heap() -> None:
-    """Move what exists now (the OPC-UA address space: millions of objects that live as long as
-    the process) out of the garbage collector's full passes.  Without this each full pass re-scans
-    them all and stalls the event loop for most of a second, long enough for SCADA subscriptions
-    with queue size 1 to lose updates (scripts/bench/opcua_fanout.py).  Called once, at start."""
-    gc.collect()
-    gc.freeze()
-
-
 def _config_event(kind: str, level: EventLevel, version: Any, **data: Any) -> Event:
     return Event("_gateway", kind, now_ms(), level, {"version": version, **data})
 
@@ -667,7 +657,7 @@ async def run_until_signalled(gateway: Gateway, load: Callable[[], Station] | No
         loop.add_signal_handler(sig, stop.set)
     if load is not None:
         loop.add_signal_handler(signal.SIGHUP, reload.set)
-    return await serve(gateway, stop=stop, reload=reload, load=load)
+    return await serve(gateway, stop=stop, reload=reload, load=load, manage_heap=True)
 
 
 async def serve(
@@ -676,14 +666,19 @@ async def serve(
     stop: asyncio.Event,
     reload: asyncio.Event | None = None,
     load: Callable[[], Station] | None = None,
+    manage_heap: bool = False,
 ) -> int:
     """Run ``gateway`` until ``stop``; each time ``reload`` is set, load the station again and, if
     it is valid, restart the gateway on it in this process.  A station that does not load is
     reported and the running gateway goes on untouched.  The OPC-UA server is not restarted: its
     address space and users follow the new station, and SCADA sessions stay connected.
-    Returns the exit code the gateway asked for (75: a new release is in place for gasiot-launch)."""
+    Returns the exit code the gateway asked for (75: a new release is in place for gasiot-launch).
+    ``manage_heap``: this process is the gateway's own (the daemon): tune the garbage collector and
+    settle the heap after each (re)build (edge/heap.py) — not in a process that hosts others."""
     reload = reload or asyncio.Event()
     northbound: NorthboundServer | None = None
+    if manage_heap:
+        heap.tune_collector()
     try:
         while True:
             if gateway.station.opcua_server is not None and northbound is None:
@@ -691,7 +686,10 @@ async def serve(
 
                 northbound = NorthboundServer(gateway.station, gateway.store.path)
                 await northbound.start()
-                freeze_long_lived_heap()
+            # The long-lived heap (this gateway, the OPC-UA address space) out of the collector's
+            # passes; a reload's old gateway is collected here (edge/heap.py).
+            if manage_heap:
+                heap.settle()
             gateway.northbound = northbound if gateway.station.opcua_server is not None else None
             gateway.request_reload = reload.set
             gateway.request_stop = stop.set
