@@ -55,7 +55,7 @@ class _Point:
     divisor: float  # 1/scale when that is a whole number: 117 / 10 is 11.7, 117 * 0.1 is 11.700000000000001
     scale: float
     offset: float
-    plain_float: bool  # a float property with no range to check: the inline path of ``process``
+    plain_float: bool  # a float property (bounds ±inf without a range): the inline path of ``process``
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
@@ -125,7 +125,7 @@ class DeviceProcessor:
                 _exact_divisor(s.scale),
                 s.scale,
                 s.offset,
-                s.prop.type == "float" and rng is None,
+                s.prop.type == "float",
             )
 
     def process(self, samples: Sequence[Sample], ts_ms: int, observed: list[Reading] | None = None) -> list[Reading]:
@@ -144,15 +144,17 @@ class DeviceProcessor:
             if sample.error is not None or raw is None:
                 value, quality = None, sample.quality or DEVICE_ERROR
             elif pt.plain_float and (cls is int or cls is float):
-                # The common case inline (a register scaled into a float property with no range):
-                # exactly what _number does for it, without two calls per point.
+                # The common case inline (a register scaled into a float property): exactly what
+                # _convert and _number do for it, without two calls per point.
                 number = float(raw)  # int or float, as just checked
                 if pt.scaled:
                     number = (number / pt.divisor if pt.divisor else number * pt.scale) + pt.offset
-                if math.isfinite(number):
+                if not math.isfinite(number):
+                    value, quality = None, SENSOR_FAULT
+                elif pt.lo <= number <= pt.hi:
                     value, quality = number, GOOD
                 else:
-                    value, quality = None, SENSOR_FAULT
+                    value, quality = number, OUT_OF_RANGE
             elif cls is bool and pt.kind == _BOOL:
                 value, quality = raw, GOOD
             else:

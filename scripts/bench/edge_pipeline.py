@@ -1,5 +1,6 @@
 """Edge hot-path benchmark: readings/s through decode → process → SQLite append, beside a bare
-``sqlite3.executemany`` of the same rows into the same kind of table, in the same run.
+``sqlite3.executemany`` of the same rows, built in advance, into the same kind of table as the
+store's (format 2: series id, time, value, flags), in the same run.
 
     python scripts/bench/edge_pipeline.py [--cycles 300] [--points 500] [--synchronous NORMAL] [--json]
 
@@ -96,16 +97,23 @@ def run_bare(path: Path, rows_per_cycle: list[list[Reading]], sync: str) -> tupl
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={sync}")
-    db.execute(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT, point TEXT, ts_ms INTEGER,"
-        " value, vt TEXT, quality TEXT)"
-    )
-    prepared = [[(r.device, r.point, r.ts_ms, r.value, None, "good") for r in cycle] for cycle in rows_per_cycle]
+    # The store's own kind of row (format 2, ADR 0009), the rows built before the clock starts.
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, series INTEGER, ts_ms INTEGER, value, flags INTEGER)")
+    series: dict[tuple[str, str], int] = {}
+    prepared = [
+        [(0, series.setdefault((r.device, r.point), len(series) + 1), r.ts_ms, r.value, 0) for r in cycle]
+        for cycle in rows_per_cycle
+    ]
+    next_id = 1
+    for batch in prepared:
+        for k, row in enumerate(batch):
+            batch[k] = (next_id, *row[1:])
+            next_id += 1
     rows = 0
     t0 = time.perf_counter()
     for batch in prepared:
         db.execute("BEGIN")
-        db.executemany("INSERT INTO t(device, point, ts_ms, value, vt, quality) VALUES (?,?,?,?,?,?)", batch)
+        db.executemany("INSERT INTO t(id, series, ts_ms, value, flags) VALUES (?,?,?,?,?)", batch)
         db.execute("COMMIT")
         rows += len(batch)
     elapsed = time.perf_counter() - t0

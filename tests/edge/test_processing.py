@@ -105,13 +105,17 @@ def test_nul_characters_are_dropped_from_text_values() -> None:
     ),
     scale=st.sampled_from([1.0, 0.1, 0.01, 10.0, 1e300, 0.3]),
     offset=st.sampled_from([0.0, -50.0, 1e308]),
+    rng=st.sampled_from([None, (-10.0, 10.0), (0.0, 1e9), (-1e308, -1.0)]),
 )
-def test_the_inline_float_path_is_exactly_the_general_one(raw: object, scale: float, offset: float) -> None:
-    """A float property with no range takes an inline path in ``process``; its value, type and
-    quality are what the general conversion (``_convert``) gives, for every raw value."""
+def test_the_inline_float_path_is_exactly_the_general_one(
+    raw: object, scale: float, offset: float, rng: tuple[float, float] | None
+) -> None:
+    """A float property, with or without a range, takes an inline path in ``process``; its
+    value, type and quality are what the general conversion (``_convert``) gives, for every raw
+    value."""
     from edge.processing import _convert
 
-    proc = DeviceProcessor("d", [spec("p", scale=scale, offset=offset)], 60_000)
+    proc = DeviceProcessor("d", [spec("p", rng=rng, scale=scale, offset=offset)], 60_000)
     point = proc._points["p"]
     assert point.plain_float
     expected = _convert(point, raw)  # type: ignore[arg-type]
