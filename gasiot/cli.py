@@ -31,6 +31,7 @@ CaOpt = Annotated[Path | None, typer.Option("--ca-file", help="CA of the cloud's
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text or json")]
+EventLoop = Annotated[str, typer.Option("--event-loop", help="auto (uvloop when installed), uvloop or asyncio")]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -101,15 +102,23 @@ def edge_schema() -> None:
 
 
 @edge_app.command("run")
-def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat = "text") -> None:
+def edge_run(
+    config: Path, log_level: LogLevel = "INFO", log_format: LogFormat = "text", event_loop: EventLoop = "auto"
+) -> None:
     """Run the gateway: poll devices, buffer in SQLite, sync to the cloud."""
     logsetup.configure(log_level, log_format)
+    from edge import event_loop as loops
     from edge.datalock import DataDirLocked
     from edge.enroll import EnrollError
     from edge.runtime import Gateway, run_until_signalled
     from edge.secret_files import SecretFileError
     from gascore.crypto import KeyFileError
 
+    try:  # checked before anything starts
+        loop_choice = loops.parse_choice(event_loop)
+        loops.loop_factory(loop_choice)
+    except loops.EventLoopUnavailable as err:
+        raise _fail(f"error: --event-loop: {err}") from None
     station = _load_station(config)
     try:
         gateway = Gateway.build(station)
@@ -123,7 +132,7 @@ def edge_run(config: Path, log_level: LogLevel = "INFO", log_format: LogFormat =
 
     code = 0
     with contextlib.suppress(KeyboardInterrupt):
-        code = asyncio.run(run_until_signalled(gateway, load=lambda: load_station(config)))
+        code = loops.run(run_until_signalled(gateway, load=lambda: load_station(config)), loop_choice)
     if code:
         raise typer.Exit(code)
 
