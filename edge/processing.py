@@ -55,7 +55,7 @@ class _Point:
     divisor: float  # 1/scale when that is a whole number: 117 / 10 is 11.7, 117 * 0.1 is 11.700000000000001
     scale: float
     offset: float
-    plain_float: bool  # a float property (bounds ±inf without a range): the inline path of ``process``
+    inline_float: bool  # a float property (bounds ±inf without a range): the inline path of ``process``
     last_value: Value = None
     last_quality: Quality | None = None
     last_ts: int = 0
@@ -143,7 +143,7 @@ class DeviceProcessor:
             cls = raw.__class__
             if sample.error is not None or raw is None:
                 value, quality = None, sample.quality or DEVICE_ERROR
-            elif pt.plain_float and (cls is int or cls is float):
+            elif pt.inline_float and (cls is int or cls is float):
                 # The common case inline (a register scaled into a float property): exactly what
                 # _convert and _number do for it, without two calls per point.
                 number = float(raw)  # int or float, as just checked

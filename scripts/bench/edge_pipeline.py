@@ -100,14 +100,12 @@ def run_bare(path: Path, rows_per_cycle: list[list[Reading]], sync: str) -> tupl
     # The store's own kind of row (format 2, ADR 0009), the rows built before the clock starts.
     db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, series INTEGER, ts_ms INTEGER, value, flags INTEGER)")
     series: dict[tuple[str, str], int] = {}
-    prepared = [
-        [(0, series.setdefault((r.device, r.point), len(series) + 1), r.ts_ms, r.value, 0) for r in cycle]
-        for cycle in rows_per_cycle
-    ]
+    prepared: list[list[tuple[int, int, int, object, int]]] = []
     next_id = 1
-    for batch in prepared:
-        for k, row in enumerate(batch):
-            batch[k] = (next_id, *row[1:])
+    for cycle in rows_per_cycle:
+        prepared.append([])
+        for r in cycle:
+            prepared[-1].append((next_id, series.setdefault((r.device, r.point), len(series) + 1), r.ts_ms, r.value, 0))
             next_id += 1
     rows = 0
     t0 = time.perf_counter()

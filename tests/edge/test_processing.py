@@ -117,7 +117,7 @@ def test_the_inline_float_path_is_exactly_the_general_one(
 
     proc = DeviceProcessor("d", [spec("p", rng=rng, scale=scale, offset=offset)], 60_000)
     point = proc._points["p"]
-    assert point.plain_float
+    assert point.inline_float
     expected = _convert(point, raw)  # type: ignore[arg-type]
     (reading,) = proc.process([Sample("p", raw)], 1)  # type: ignore[arg-type]
     got = (reading.value, reading.quality)
