@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from edge.recent_rows import RecentRows
 from edge.store import IntegrityCheckFailed, SqliteStore
 from gascore.records import Lane, Quality, Reading
+from support.batches import Recorder, typed
 
 # ---- the window itself ----------------------------------------------------------------------
 
@@ -45,20 +46,6 @@ def test_a_gap_in_the_ids_starts_the_window_again() -> None:
 
 
 # ---- against the store reading every batch back ---------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[tuple[Lane, int, str, list[list[Any]]]] = []
-
-    def __call__(self, lane: Lane, seq: int, prev: str, rows: list[list[Any]]) -> tuple[bytes, str]:
-        self.batches.append((lane, seq, prev, rows))
-        return f"{lane.value}-{seq}-{len(rows)}".encode(), f"{seq:064x}"
-
-
-def typed(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
-    """Rows with each value's exact type, so True is not taken for 1 nor 2 for 2.0."""
-    return [(d, p, ts, type(v).__name__, v, str(q)) for d, p, ts, v, q in rows]
 
 
 values = st.one_of(

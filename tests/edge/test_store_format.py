@@ -13,6 +13,7 @@ import pytest
 
 from edge.store import STORE_FORMAT, SqliteStore, StoreError
 from gascore.records import Lane, Quality, Reading
+from support.batches import Recorder, typed
 
 # Store format 1's telemetry and pending tables, as the releases before format 2 created them.
 FORMAT_1 = """
@@ -58,20 +59,6 @@ def write_format_1(path: Path, rows: list[list[Any]], *, first_id: int = 1, dele
     db.close()
 
 
-def typed(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
-    """Rows with each value's exact type, so True is not taken for 1."""
-    return [(d, p, ts, type(v).__name__, v, q) for d, p, ts, v, q in rows]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.rows: list[list[Any]] = []
-
-    def __call__(self, lane: Lane, seq: int, prev: str, rows: list[list[Any]]) -> tuple[bytes, str]:
-        self.rows = rows
-        return f"{lane.value}-{seq}-{len(rows)}".encode(), f"{seq:064x}"
-
-
 def test_a_fresh_store_is_format_2(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "gw.db")
     try:
@@ -100,7 +87,7 @@ def test_a_format_1_store_is_moved_with_every_value_type_and_quality(tmp_path: P
         build = Recorder()
         batch = store.form_batch(Lane.TELEMETRY, 100, build)
         assert batch is not None and batch.count == len(WIRE_ROWS) + 1
-        assert typed(build.rows) == typed([*WIRE_ROWS, ["PT01", "outlet_pressure", 3000, 0.5, "good"]])
+        assert typed(build.batches[-1][3]) == typed([*WIRE_ROWS, ["PT01", "outlet_pressure", 3000, 0.5, "good"]])
         (version,) = store.db.execute("PRAGMA user_version").fetchone()
         assert version == 2
     finally:
@@ -174,7 +161,7 @@ def test_a_second_upgrade_puts_the_format_1_rows_after_the_format_2_ones(tmp_pat
         assert store.integrity_problem() is None
         build = Recorder()
         store.form_batch(Lane.TELEMETRY, 100, build)
-        assert typed(build.rows) == typed(WIRE_ROWS)
+        assert typed(build.batches[-1][3]) == typed(WIRE_ROWS)
     finally:
         store.close()
 
